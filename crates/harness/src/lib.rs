@@ -1,0 +1,28 @@
+//! The shared test harness: what every lesson's tests and demos would
+//! otherwise write again.
+//!
+//! * [`server`]: start a lesson's server on `127.0.0.1:0`, get its address,
+//!   shut it down ([`BlockingServer`] for `std::net` servers on a thread,
+//!   [`TaskServer`] for tokio servers on a task).
+//! * [`wait`]: [`within`], [`within_blocking`], [`eventually`] and
+//!   [`eventually_blocking`], so no test waits forever and none sleeps blindly.
+//! * [`net`]: raw TCP and UDP clients with timeouts on every read.
+//! * [`http`]: a raw HTTP/1.x client (exact bytes out, exact responses in).
+//! * [`tap`]: the wire tap, a loopback proxy that counts connections and
+//!   bytes each way and keeps a transcript to print as a hexdump.
+//!
+//! Run its own tests with `cargo test -p harness`.
+
+pub mod http;
+pub mod net;
+pub mod server;
+pub mod tap;
+pub mod wait;
+
+pub use net::{IO_TIMEOUT, TcpClient, UdpClient};
+pub use server::{BlockingServer, EPHEMERAL, SHUTDOWN_DEADLINE, TaskServer};
+pub use tap::{Direction, TapStats, WireTap, hexdump};
+pub use wait::{eventually, eventually_blocking, within, within_blocking};
+
+/// Re-exported so lessons' tests name one version of the cancellation token.
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,46 @@
+# Recipes for the lessons. Every recipe is a thin alias for a cargo command
+# that README.md shows, so nothing here is needed: `just` only saves typing.
+# Get just with `cargo install just` or `pip install rust-just`.
+
+# List the recipes (what plain `just` does).
+default:
+    @just --list
+
+# Run a lesson's demo: server and client talk, then it exits. `just run tcp-echo`
+run LESSON *ARGS:
+    cargo run -p {{LESSON}} -- {{ARGS}}
+
+# Run a lesson's server until Ctrl-C, to poke with nc, curl, websocat or a browser.
+serve LESSON *ARGS:
+    cargo run -p {{LESSON}} -- serve {{ARGS}}
+
+# Check every lesson (the README's test command).
+test *ARGS:
+    cargo test --workspace {{ARGS}}
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Run a benchmark report in release mode: `just bench c10k`
+bench *ARGS:
+    cargo run -p bench --release -- {{ARGS}}
+
+# Build the API docs of every crate and open them.
+docs:
+    cargo doc --workspace --no-deps --open
+
+# What CI runs on a fresh clone.
+ci:
+    bash .ci/run
+
+# ---- one recipe per lesson: its demo, with any extra arguments passed on ----
+
+# Lesson 1: blocking TCP echo.
+tcp-echo *ARGS:
+    cargo run -p tcp-echo -- {{ARGS}}
+
+# Lesson 2: UDP echo, datagrams, loss and retries.
+udp-echo *ARGS:
+    cargo run -p udp-echo -- {{ARGS}}
