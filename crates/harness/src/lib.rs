@@ -26,3 +26,19 @@ pub use wait::{eventually, eventually_blocking, within, within_blocking};
 
 /// Re-exported so lessons' tests name one version of the cancellation token.
 pub use tokio_util::sync::CancellationToken;
+
+/// Installs the log output every lesson's binary uses: `info` and up (or what
+/// `RUST_LOG` says), on stderr, without timestamps, coloured only on a
+/// terminal. Call it once at the top of `main`.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
