@@ -1,0 +1,237 @@
+//! # Lesson 2: a UDP echo server, and a client that retries
+//!
+//! UDP sends datagrams: each `send` is one packet that arrives whole, once,
+//! or not at all, and nothing tells the sender which. There is no connection,
+//! so one socket serves every client; there is no retransmission, so a client
+//! that needs an answer must time out and ask again; and there is no stream,
+//! so a datagram bigger than the receiver's buffer is cut short, silently.
+//! This lesson shows each of those on real sockets, and its server can drop a
+//! seeded share of datagrams on purpose so you can watch the retries work.
+//!
+//! ```text
+//! cargo run -p udp-echo                                  # demo, with 30% loss, then exits
+//! cargo run -p udp-echo -- serve                         # server on 127.0.0.1:7002 until Ctrl-C
+//! cargo run -p udp-echo -- serve --drop-rate 0.5         # ...losing half of what arrives
+//! cargo run -p udp-echo -- client "hello"                # send, wait, retry, print the echo
+//! nc -u 127.0.0.1 7002                                   # or talk to `serve` by hand
+//! ```
+//!
+//! Read it beside `docs/02-udp-echo.md`.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where `serve` listens unless told otherwise (loopback only).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7002";
+
+/// The largest datagram the server echoes. 1472 bytes is what fits in one
+/// Ethernet frame (1500 bytes) after the IPv4 (20) and UDP (8) headers: a
+/// bigger datagram is split into IP fragments, and losing any fragment loses
+/// the whole datagram. Protocols on UDP (DNS, QUIC) stay under this size.
+pub const MAX_DATAGRAM: usize = 1472;
+
+/// What the server sends back instead of an echo when a datagram is longer
+/// than [`MAX_DATAGRAM`]: better a clear refusal than a truncated echo the
+/// client might take for the real thing.
+pub const TOO_LARGE_REPLY: &[u8] = b"ERR datagram larger than 1472 bytes\n";
+
+/// How long the client waits for an echo before it sends again. Loopback
+/// answers in microseconds; across the Internet a few hundred milliseconds is
+/// usual, and real protocols measure the round trip and adapt.
+pub const REPLY_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How many times the client sends one request before giving up.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The share of arriving datagrams to drop on purpose, from 0.0 to 1.0.
+    pub drop_rate: f64,
+    /// Seed for the drop decisions, so a run can be repeated exactly.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { drop_rate: 0.0, seed: 1 }
+    }
+}
+
+/// What the server has seen, readable while it runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Datagrams received.
+    pub received: AtomicU64,
+    /// Datagrams dropped on purpose (`drop_rate`).
+    pub dropped: AtomicU64,
+    /// Datagrams echoed.
+    pub echoed: AtomicU64,
+    /// Datagrams refused as larger than [`MAX_DATAGRAM`].
+    pub too_large: AtomicU64,
+}
+
+/// A tiny, seeded pseudo-random generator (SplitMix64). Deterministic on
+/// purpose: the same seed drops the same datagrams, so a test can rely on it.
+/// Not for anything that needs real randomness.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator that starts from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next number in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Binds the server socket. There is no `listen` and no backlog in UDP: the
+/// socket receives from anyone as soon as it is bound.
+pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    UdpSocket::bind(addr)
+}
+
+/// Receives datagrams and sends each back to whoever sent it, until `stop`.
+///
+/// There is one socket for every client: each `recv_from` says who sent the
+/// datagram, and `send_to` answers that address. No accept, no per-client
+/// state, no "connection" to lose.
+///
+/// The buffer is one byte larger than [`MAX_DATAGRAM`]. `recv_from` never
+/// says that it cut a datagram short; it fills the buffer and throws the rest
+/// away. If the extra byte got filled, the datagram was too large, and the
+/// server says so instead of echoing a fragment of it.
+pub fn serve(
+    socket: &UdpSocket,
+    config: &Config,
+    stop: &AtomicBool,
+    stats: &Stats,
+) -> io::Result<()> {
+    let mut rng = Rng::new(config.seed);
+    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(got) => got,
+            // On Linux an earlier `send_to` to a port nobody listens on comes
+            // back later as ECONNREFUSED on some systems. It concerns that
+            // one client, not the server.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        stats.received.fetch_add(1, Ordering::SeqCst);
+        if rng.next_f64() < config.drop_rate {
+            stats.dropped.fetch_add(1, Ordering::SeqCst);
+            tracing::info!("{from}: {n} bytes, dropped on purpose");
+            continue;
+        }
+        let reply = if n > MAX_DATAGRAM {
+            stats.too_large.fetch_add(1, Ordering::SeqCst);
+            tracing::info!("{from}: more than {MAX_DATAGRAM} bytes, refused");
+            TOO_LARGE_REPLY
+        } else {
+            stats.echoed.fetch_add(1, Ordering::SeqCst);
+            tracing::info!("{from}: {n} bytes, echoed");
+            &buf[..n]
+        };
+        // A failed send concerns one client (its address may be unreachable):
+        // log it and serve the next datagram.
+        if let Err(e) = socket.send_to(reply, from) {
+            tracing::warn!("{from}: send failed: {e}");
+        }
+    }
+}
+
+/// The outcome of [`request`]: the echo, and how many sends it took.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The datagram that came back.
+    pub bytes: Vec<u8>,
+    /// 1 if the first send was answered, 2 if it took one retry, and so on.
+    pub attempts: u32,
+}
+
+/// Sends `payload` to the echo server on `socket` and waits for its echo,
+/// sending again after each `timeout`, up to `max_attempts` sends.
+///
+/// Two things UDP leaves to us:
+///
+/// * **loss**: no reply within `timeout` may mean the request was lost, or the
+///   reply was. We cannot tell which, so we send again.
+/// * **duplicates and strays**: a retry may mean two echoes arrive (the first
+///   was only slow), and a late echo of an *earlier* request may arrive now. So
+///   a reply counts only if it is the echo of this payload; anything else is
+///   ignored and we keep waiting out the same deadline.
+///
+/// Matching on the payload has a hole: a late echo of an earlier request with
+/// the same bytes is taken for this one's. Real protocols put an id in every
+/// request and its reply (DNS has a 16-bit transaction id); adding one is an
+/// exercise in the chapter.
+///
+/// `socket` should be bound (and may be `connect`ed to the server, which makes
+/// the kernel drop datagrams from anyone else).
+pub fn request(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    payload: &[u8],
+    timeout: Duration,
+    max_attempts: u32,
+) -> io::Result<Reply> {
+    // Large enough to see a too-long echo for what it is, like the server.
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    for attempt in 1..=max_attempts {
+        socket.send_to(payload, server)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            socket.set_read_timeout(Some(left))?;
+            match socket.recv_from(&mut buf) {
+                Ok((n, from))
+                    if from == server && (&buf[..n] == payload || &buf[..n] == TOO_LARGE_REPLY) =>
+                {
+                    return Ok(Reply { bytes: buf[..n].to_vec(), attempts: attempt });
+                }
+                // A stray: a late duplicate, or someone else. Keep waiting.
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                {
+                    break;
+                }
+                // Nobody listens on the server's port (ICMP port unreachable,
+                // reported on a connected socket): retrying cannot help.
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::debug!("attempt {attempt}: no echo within {timeout:?}");
+    }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no echo after {max_attempts} attempts of {timeout:?} each"),
+    ))
+}
