@@ -166,8 +166,12 @@ async fn read_request(
     //    sent it already, in which case `buf` is not empty and we skip this.
     if buf.is_empty() {
         let read = tokio::select! {
-            () = token.cancelled() => return Err(NoRequest::Close("server is stopping")),
+            // Biased: a request that has already arrived is still served
+            // (its response will say `Connection: close`) even if shutdown
+            // began at the same moment.
+            biased;
             r = timeout(config.idle_timeout, stream.read_buf(buf)) => r,
+            () = token.cancelled() => return Err(NoRequest::Close("server is stopping")),
         };
         match read {
             Err(_) => return Err(NoRequest::Close("idle timeout")),
