@@ -190,9 +190,5 @@ async fn one_on_kept_connection(addr: SocketAddr, kept: &mut Option<HttpConn>) -
 }
 
 fn check(status: u16) -> io::Result<()> {
-    if status == 200 {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!("status {status}")))
-    }
+    if status == 200 { Ok(()) } else { Err(io::Error::other(format!("status {status}"))) }
 }

@@ -307,8 +307,11 @@ fn parse_fields(
 /// line, body. `Content-Length` always, so the client knows where this
 /// response ends and the next begins without the connection closing.
 ///
-/// The `Connection` header is sent only when it changes the default of the
-/// client's version: `close` to a 1.1 client, `keep-alive` to a 1.0 client.
+/// `Connection: close` goes on every response after which the server closes,
+/// whatever the client's version: the status line says HTTP/1.1, whose default
+/// is to keep, so a 1.0 client reading it would otherwise believe the
+/// connection stays open (curl then finds it "dead" on its next request).
+/// `Connection: keep-alive` goes only to a 1.0 client whose connection is kept.
 pub fn encode_response(
     reply: &Reply,
     head_only: bool,
@@ -325,10 +328,10 @@ pub fn encode_response(
     if let Some(allow) = reply.allow {
         head.push_str(&format!("Allow: {allow}\r\n"));
     }
-    match (minor_version, keep_alive) {
-        (1, false) => head.push_str("Connection: close\r\n"),
-        (0, true) => head.push_str("Connection: keep-alive\r\n"),
-        _ => {}
+    if !keep_alive {
+        head.push_str("Connection: close\r\n");
+    } else if minor_version == 0 {
+        head.push_str("Connection: keep-alive\r\n");
     }
     head.push_str("\r\n");
     let mut bytes = head.into_bytes();

@@ -58,7 +58,7 @@ async fn http_1_0_style_opens_a_connection_per_request() {
         let req = format!("GET /resource/{i} HTTP/1.0\r\n\r\n");
         conn.send(req.as_bytes()).await.expect("send");
         let r = read(&mut conn).await;
-        assert_eq!(r.status, 200);
+        assert_eq!((r.status, r.header("connection")), (200, Some("close")));
         assert!(read_to_close(&mut conn).await.is_empty(), "1.0 without keep-alive: server closes");
     }
     assert_eq!(tap.stats().connections, 10);
@@ -91,6 +91,7 @@ async fn http_1_1_closes_when_asked() {
     let r = read(&mut conn).await;
     assert_eq!(r.header("connection"), Some("close"));
     assert!(read_to_close(&mut conn).await.is_empty());
+    drop(conn); // the server lingers until we close too (see lingering_close)
     server.shutdown().await.expect("clean stop");
 }
 
@@ -221,6 +222,7 @@ async fn a_connection_carries_at_most_max_requests() {
     // connection (that is why only idempotent requests should be pipelined).
     assert!(read_to_close(&mut conn).await.is_empty());
     assert_eq!(tap.stats().connections, 1);
+    drop(conn);
     server.shutdown().await.expect("clean stop");
 }
 
