@@ -105,7 +105,6 @@ fn show(bytes: &[u8]) -> String {
 
 async fn demo() -> Result<()> {
     let token = CancellationToken::new();
-    // Short slow-route cap only matters for the demo's own requests.
     let config = Config::default();
     let hand = TcpListener::bind(harness::EPHEMERAL).await?;
     let hyper = TcpListener::bind(harness::EPHEMERAL).await?;
@@ -134,11 +133,16 @@ async fn demo() -> Result<()> {
         print!("{}", show(&back[back.len() / 10..back.len() / 10 * 2]));
         let first = piped.tap.transcript().into_iter().find(|c| c.direction == Direction::ToServer);
         if let Some(c) = first {
-            let requests = c.bytes.windows(4).filter(|w| w == b"GET ").count();
+            let starts: Vec<usize> = (0..c.bytes.len().saturating_sub(3))
+                .filter(|&i| c.bytes[i..].starts_with(b"GET "))
+                .collect();
             println!(
-                "-- pipelined: the tap's first read from the client held {} bytes, {requests} requests --",
-                c.bytes.len()
+                "-- pipelined: the tap's first read from the client held {} bytes, {} requests; the first two: --",
+                c.bytes.len(),
+                starts.len()
             );
+            let cut = starts.get(2).copied().unwrap_or(c.bytes.len());
+            print!("{}", show(&c.bytes[..cut]));
         }
         println!();
     }
