@@ -135,6 +135,9 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, u16> {
     if declared.is_some_and(|n| n > max) {
         return Err(413);
     }
+    // Without a Content-Length (a chunked body) the limit is enforced as the
+    // bytes arrive. An error here is either "over the limit" or the client
+    // vanishing mid-body; in the second case nobody reads the 413 anyway.
     match Limited::new(req.into_body(), max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(_) => Err(413),
