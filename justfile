@@ -44,3 +44,7 @@ tcp-echo *ARGS:
 # Lesson 2: UDP echo, datagrams, loss and retries.
 udp-echo *ARGS:
     cargo run -p udp-echo -- {{ARGS}}
+
+# Lesson 4: HTTP/1.0 close vs HTTP/1.1 keep-alive, pipelining, head-of-line blocking.
+http-keepalive *ARGS:
+    cargo run -p http-keepalive -- {{ARGS}}

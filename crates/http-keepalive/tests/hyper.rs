@@ -1,0 +1,110 @@
+//! The hyper server keeps the same promises about connections as the
+//! hand-written one, on the same routes.
+
+use std::time::{Duration, Instant};
+
+use harness::http::{HttpConn, Response};
+use harness::{TaskServer, WireTap, within};
+use http_keepalive::client::{self, Mode};
+use http_keepalive::{Config, hyper_server};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn start(config: Config) -> TaskServer<std::io::Result<()>> {
+    TaskServer::start(move |listener, token| hyper_server::serve(listener, config, token))
+        .await
+        .expect("binding an ephemeral loopback port")
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
+}
+
+async fn read(conn: &mut HttpConn) -> Response {
+    within(DEADLINE, "a response", conn.read_response(false)).await.expect("a well-formed response")
+}
+
+#[tokio::test]
+async fn keep_alive_uses_one_connection_and_http_1_0_style_uses_ten() {
+    let server = start(Config::default()).await;
+    let paths = client::page_paths(10);
+    let kept =
+        client::fetch_through_tap(server.addr(), &paths, Mode::KeepAlive).await.expect("kept");
+    let new =
+        client::fetch_through_tap(server.addr(), &paths, Mode::NewConnections).await.expect("1.0");
+    assert_eq!((kept.stats.connections, new.stats.connections), (1, 10));
+    for (i, r) in kept.responses.iter().enumerate() {
+        assert_eq!(r.text(), format!("resource {i}\n"));
+    }
+    // hyper answers a 1.0 request with a 1.0 status line, and adds a Date.
+    assert_eq!(new.responses[0].version, "HTTP/1.0");
+    assert!(new.responses[0].header("date").is_some());
+    server.shutdown().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_behind_a_slow_one() {
+    let server = start(Config::default()).await;
+    let tap = WireTap::start(server.addr()).expect("tap");
+    let mut conn = HttpConn::connect(tap.addr()).await.expect("connect");
+    let mut all = get("/slow?ms=300");
+    all.extend(get("/resource/1"));
+    all.extend(get("/resource/2"));
+    let sent = Instant::now();
+    conn.send(&all).await.expect("send");
+    let bodies =
+        [read(&mut conn).await, read(&mut conn).await, read(&mut conn).await].map(|r| r.text());
+    assert!(sent.elapsed() >= Duration::from_millis(300));
+    assert_eq!(bodies, ["slept 300 ms\n", "resource 1\n", "resource 2\n"]);
+    assert_eq!(tap.stats().connections, 1);
+    server.shutdown().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn the_request_cap_and_the_head_limit_hold_on_hyper_too() {
+    let config = Config { max_requests: 2, ..Config::default() };
+    let server = start(config).await;
+    let mut conn = HttpConn::connect(server.addr()).await.expect("connect");
+    conn.send(&[get("/resource/0"), get("/resource/1"), get("/resource/2")].concat())
+        .await
+        .expect("send");
+    assert_eq!(read(&mut conn).await.header("connection"), None);
+    assert_eq!(read(&mut conn).await.header("connection"), Some("close"));
+    let rest = within(DEADLINE, "close", conn.read_until_close()).await.expect("clean close");
+    assert!(rest.is_empty(), "third pipelined request not answered");
+
+    let mut big = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', config.max_head * 2));
+    big.extend(b"\r\n\r\n");
+    let r = within(DEADLINE, "431", harness::http::exchange(server.addr(), &big))
+        .await
+        .expect("a response");
+    assert_eq!(r.status, 431);
+    server.shutdown().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn hyper_closes_an_idle_connection_after_its_header_timeout_without_a_408() {
+    let timeout = Duration::from_millis(200);
+    let server = start(Config { header_timeout: timeout, ..Config::default() }).await;
+    let mut conn = HttpConn::connect(server.addr()).await.expect("connect");
+    conn.send(&get("/")).await.expect("send");
+    assert_eq!(read(&mut conn).await.status, 200);
+    let answered = Instant::now();
+    let rest = within(DEADLINE, "close", conn.read_until_close()).await.expect("clean close");
+    assert!(rest.is_empty());
+    assert!(answered.elapsed() >= timeout);
+    server.shutdown().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_idle_connections() {
+    let server = start(Config::default()).await;
+    let mut idle = HttpConn::connect(server.addr()).await.expect("connect");
+    idle.send(&get("/")).await.expect("send");
+    assert_eq!(read(&mut idle).await.status, 200);
+    let stopped = tokio::spawn(server.shutdown());
+    let rest = within(DEADLINE, "close", idle.read_until_close()).await.expect("clean close");
+    assert!(rest.is_empty());
+    within(DEADLINE, "server to stop", stopped).await.expect("task").expect("clean stop");
+}
