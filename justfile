@@ -44,3 +44,7 @@ tcp-echo *ARGS:
 # Lesson 2: UDP echo, datagrams, loss and retries.
 udp-echo *ARGS:
     cargo run -p udp-echo -- {{ARGS}}
+
+# Lesson 10: a REST todo API with axum and serde_json.
+rest-todo *ARGS:
+    cargo run -p rest-todo -- {{ARGS}}

@@ -267,8 +267,14 @@ impl From<PathRejection> for ApiError {
 // Extractors: axum's, with their rejections mapped into ApiError.
 // ---------------------------------------------------------------------------
 
-/// `Json<T>` whose rejection is an [`ApiError`]. Handlers take this instead of
-/// `axum::Json`, so no handler can forget to map an error.
+/// A JSON object body, deserialized into `T`, whose rejection is an
+/// [`ApiError`]. Handlers take this instead of `axum::Json`, so no handler can
+/// forget to map an error.
+///
+/// Two steps instead of `Json<T>` in one: serde's derived `Deserialize`
+/// also accepts a JSON *array* for a struct, field by field in order, so
+/// `["milk", true]` would quietly become a todo. A REST body is an object;
+/// anything else is refused with 422 before serde sees it.
 #[derive(Debug)]
 pub struct Body<T>(pub T);
 
@@ -276,7 +282,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        let invalid = |detail: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid todo", detail)
+        };
+        let kind = match &value {
+            serde_json::Value::Object(_) => None,
+            serde_json::Value::Array(_) => Some("an array"),
+            serde_json::Value::String(_) => Some("a string"),
+            serde_json::Value::Number(_) => Some("a number"),
+            serde_json::Value::Bool(_) => Some("a boolean"),
+            serde_json::Value::Null => Some("null"),
+        };
+        if let Some(kind) = kind {
+            return Err(invalid(format!("the body must be a JSON object, not {kind}")));
+        }
+        let value = T::deserialize(value).map_err(|e| invalid(e.to_string()))?;
         Ok(Self(value))
     }
 }
@@ -319,7 +340,10 @@ pub fn router<S: Store>(store: S) -> Router {
         .route("/todos", get(list_todos::<S>).post(create_todo::<S>))
         .route(
             "/todos/{id}",
-            get(get_todo::<S>).put(replace_todo::<S>).patch(patch_todo::<S>).delete(delete_todo::<S>),
+            get(get_todo::<S>)
+                .put(replace_todo::<S>)
+                .patch(patch_todo::<S>)
+                .delete(delete_todo::<S>),
         )
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_such_route)
@@ -408,7 +432,8 @@ async fn delete_todo<S: Store>(
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    let detail = format!("{method} is not allowed on {}; the Allow header lists what is", uri.path());
+    let detail =
+        format!("{method} is not allowed on {}; the Allow header lists what is", uri.path());
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", detail)
 }
 
@@ -420,13 +445,16 @@ async fn no_such_route(uri: Uri) -> ApiError {
 /// Serde has checked the type; this checks the value. Too short or too long
 /// is 422 too: the JSON is well formed, its content is not acceptable.
 fn check_task(task: &str) -> Result<(), ApiError> {
-    let invalid = |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid todo", detail);
+    let invalid =
+        |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid todo", detail);
     if task.trim().is_empty() {
         return Err(invalid("task must not be empty".into()));
     }
     let chars = task.chars().count();
     if chars > MAX_TASK_CHARS {
-        return Err(invalid(format!("task is {chars} characters, at most {MAX_TASK_CHARS} allowed")));
+        return Err(invalid(format!(
+            "task is {chars} characters, at most {MAX_TASK_CHARS} allowed"
+        )));
     }
     Ok(())
 }
@@ -455,7 +483,8 @@ fn if_match(headers: &HeaderMap) -> Expect {
 }
 
 fn with_etag(status: StatusCode, todo: Todo) -> Response {
-    let etag = HeaderValue::from_str(&todo.etag()).expect("\"v\" + digits + '\"' is a valid header value");
+    let etag =
+        HeaderValue::from_str(&todo.etag()).expect("\"v\" + digits + '\"' is a valid header value");
     let mut response = (status, Json(todo)).into_response();
     response.headers_mut().insert(header::ETAG, etag);
     response

@@ -64,7 +64,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_server(addr: SocketAddr, db: Option<PathBuf>) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let token = CancellationToken::new();
     let on_ctrl_c = token.clone();
     tokio::spawn(async move {
@@ -81,7 +82,8 @@ async fn run_server(addr: SocketAddr, db: Option<PathBuf>) -> anyhow::Result<()>
             serve(listener, MemoryStore::new(), token).await?;
         }
         Some(path) => {
-            let store = SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let store =
+                SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
             eprintln!(
                 "rest-todo: serving on http://{addr}/todos (SQLite file {}; Ctrl-C to stop)",
                 path.display()
@@ -99,7 +101,9 @@ async fn client(addr: SocketAddr, action: Action) -> anyhow::Result<()> {
         Action::List => c.get("/todos").await?,
         Action::Get { id } => c.get(&format!("/todos/{id}")).await?,
         Action::Add { task } => c.json("POST", "/todos", &json!({ "task": task })).await?,
-        Action::Done { id } => c.json("PATCH", &format!("/todos/{id}"), &json!({ "completed": true })).await?,
+        Action::Done { id } => {
+            c.json("PATCH", &format!("/todos/{id}"), &json!({ "completed": true })).await?
+        }
         Action::Rm { id } => c.send("DELETE", &format!("/todos/{id}"), &[], b"").await?,
     };
     println!("{} {}", resp.status, resp.reason);
@@ -131,50 +135,92 @@ fn show(method: &str, path: &str, extra: &str, body: &str, resp: &HttpResponse) 
     println!();
 }
 
+/// One step of the demo: what it shows, then the request.
+struct Step {
+    why: &'static str,
+    method: &'static str,
+    path: &'static str,
+    if_match: Option<&'static str>,
+    content_type: Option<&'static str>,
+    body: String,
+}
+
+fn step(why: &'static str, method: &'static str, path: &'static str) -> Step {
+    Step { why, method, path, if_match: None, content_type: None, body: String::new() }
+}
+
+impl Step {
+    fn json(mut self, body: serde_json::Value) -> Self {
+        self.content_type = Some("application/json");
+        self.body = body.to_string();
+        self
+    }
+
+    fn raw(mut self, content_type: &'static str, body: &str) -> Self {
+        self.content_type = Some(content_type);
+        self.body = body.to_owned();
+        self
+    }
+
+    fn if_match(mut self, etag: &'static str) -> Self {
+        self.if_match = Some(etag);
+        self
+    }
+}
+
 /// The demo: one todo's whole life, then the mistakes the notes' server let
 /// through, each answered with its own status code.
 async fn demo() -> anyhow::Result<()> {
-    let server = TaskServer::start(|listener, token| serve(listener, MemoryStore::new(), token)).await?;
+    let server =
+        TaskServer::start(|listener, token| serve(listener, MemoryStore::new(), token)).await?;
     let addr = server.addr();
-    println!("rest-todo demo: server on http://{addr}, in memory; one keep-alive connection\n");
+    println!("rest-todo demo: server on http://{addr}, in memory, one keep-alive connection.");
+    println!("'>' is what the client sent, '<' what came back.\n");
     let mut c = Client::connect(addr).await?;
 
-    // Each step: method, path, extra headers, body.
-    let steps: Vec<(&str, String, Vec<(&str, &str)>, String)> = vec![
-        ("POST", "/todos".into(), vec![], json!({"task": "Learn Rust"}).to_string()),
-        ("POST", "/todos".into(), vec![], json!({"task": "Read a book", "completed": true}).to_string()),
-        ("GET", "/todos".into(), vec![], String::new()),
-        ("GET", "/todos?completed=false".into(), vec![], String::new()),
-        ("PATCH", "/todos/1".into(), vec![("If-Match", "\"v1\"")], json!({"completed": true}).to_string()),
-        // The same If-Match again: v1 is gone, so this is a lost update averted.
-        ("PUT", "/todos/1".into(), vec![("If-Match", "\"v1\"")], json!({"task": "Learn Go", "completed": false}).to_string()),
-        // With the current ETag it goes through.
-        ("PUT", "/todos/1".into(), vec![("If-Match", "\"v2\"")], json!({"task": "Learn Go", "completed": false}).to_string()),
-        ("DELETE", "/todos/2".into(), vec![], String::new()),
-        ("GET", "/todos/2".into(), vec![], String::new()),
-        // Two todos were created and one deleted: the notes would now hand out
-        // id 2 again (length + 1). The counter gives 3.
-        ("POST", "/todos".into(), vec![], json!({"task": "Write the chapter"}).to_string()),
-        ("POST", "/todos".into(), vec![], "task=milk".into()),
-        ("POST", "/todos".into(), vec![], "{\"task\": \"milk\"".into()),
-        ("POST", "/todos".into(), vec![], json!({"completed": true}).to_string()),
-        ("POST", "/todos".into(), vec![], json!({"task": ""}).to_string()),
-        ("PUT", "/todos/1".into(), vec![], json!({"task": "Learn Rust"}).to_string()),
-        ("DELETE", "/todos".into(), vec![], String::new()),
-        ("GET", "/nope".into(), vec![], String::new()),
+    let steps = [
+        step("create: 201, Location and ETag", "POST", "/todos")
+            .json(json!({"task": "Learn Rust"})),
+        step("create another", "POST", "/todos")
+            .json(json!({"task": "Read a book", "completed": true})),
+        step("list, in id order", "GET", "/todos"),
+        step("list only the open ones", "GET", "/todos?completed=false"),
+        step("mark done, if still at v1", "PATCH", "/todos/1")
+            .if_match("\"v1\"")
+            .json(json!({"completed": true})),
+        step("replace, holding the stale v1: 412, nothing changes", "PUT", "/todos/1")
+            .if_match("\"v1\"")
+            .json(json!({"task": "Learn Go", "completed": false})),
+        step("replace with the current ETag", "PUT", "/todos/1")
+            .if_match("\"v2\"")
+            .json(json!({"task": "Learn Go", "completed": false})),
+        step("delete: 204, no body", "DELETE", "/todos/2"),
+        step("it is gone: 404", "GET", "/todos/2"),
+        step("the notes would reuse id 2 here (length + 1); the counter gives 3", "POST", "/todos")
+            .json(json!({"task": "Write the chapter"})),
+        step("a form, not JSON: 415", "POST", "/todos")
+            .raw("application/x-www-form-urlencoded", "task=milk"),
+        step("says JSON, is not JSON: 400", "POST", "/todos")
+            .raw("application/json", "{\"task\": \"milk\""),
+        step("JSON without the task: 422", "POST", "/todos").json(json!({"completed": true})),
+        step("an empty task: 422", "POST", "/todos").json(json!({"task": ""})),
+        step("PUT replaces, so every field is required: 422", "PUT", "/todos/1")
+            .json(json!({"task": "Learn Rust"})),
+        step("a method this path does not have: 405 and Allow", "DELETE", "/todos"),
+        step("a path that does not exist: 404", "GET", "/nope"),
     ];
-    for (method, path, mut headers, body) in steps {
-        // "task=milk" is sent as a form, the way an HTML form would post it,
-        // to show 415; everything else that has a body says it is JSON.
-        if body.starts_with("task=") {
-            headers.push(("Content-Type", "application/x-www-form-urlencoded"));
-        } else if !body.is_empty() {
-            headers.push(("Content-Type", "application/json"));
+    for s in steps {
+        let mut headers = Vec::new();
+        if let Some(ct) = s.content_type {
+            headers.push(("Content-Type", ct));
         }
-        let resp = c.send(method, &path, &headers, body.as_bytes()).await?;
-        let extra: Vec<String> =
-            headers.iter().filter(|(n, _)| *n != "Content-Type").map(|(n, v)| format!("{n}: {v}")).collect();
-        show(method, &path, &extra.join(", "), &body, &resp);
+        if let Some(tag) = s.if_match {
+            headers.push(("If-Match", tag));
+        }
+        let resp = c.send(s.method, s.path, &headers, s.body.as_bytes()).await?;
+        println!("# {}", s.why);
+        let extra = s.if_match.map(|t| format!("If-Match: {t}")).unwrap_or_default();
+        show(s.method, s.path, &extra, &s.body, &resp);
     }
     drop(c);
     server.shutdown().await?;

@@ -97,8 +97,11 @@ pub trait Store: Clone + Send + Sync + 'static {
         change: Change,
     ) -> impl Future<Output = Result<Todo, StoreError>> + Send;
     /// Removes the todo if `expect` holds.
-    fn delete(&self, id: u64, expect: Expect)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn delete(
+        &self,
+        id: u64,
+        expect: Expect,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The notes' array, kept in a `BTreeMap` so a listing comes out in id order
@@ -136,7 +139,8 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn list(&self, query: ListQuery) -> Result<Page, StoreError> {
         Ok(self.with(|m| {
-            let matching = m.todos.values().filter(|t| query.completed.is_none_or(|c| t.completed == c));
+            let matching =
+                m.todos.values().filter(|t| query.completed.is_none_or(|c| t.completed == c));
             let total = matching.clone().count() as u64;
             let items = matching.skip(query.offset()).take(query.limit()).cloned().collect();
             Page { items, total }
