@@ -231,7 +231,9 @@ impl From<StoreError> for ApiError {
 /// application/json`, 400 when the bytes are not JSON at all, 422 when they
 /// are JSON of the wrong shape (a field missing, of the wrong type, unknown),
 /// 413 when the body is over [`MAX_BODY_BYTES`]. We keep its status and its
-/// text and only change the clothes, into our one JSON shape.
+/// text and only change the clothes, into our one JSON shape. (Our [`Body`]
+/// asks `Json` for a `serde_json::Value`, which any JSON is, and does the
+/// shape check itself with the same 422; the arm is here for `Json<T>`.)
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let error = match &r {
