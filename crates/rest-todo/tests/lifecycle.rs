@@ -124,3 +124,20 @@ async fn the_server_survives_garbage_and_keeps_serving() {
     assert_eq!(c.get("/todos").await.expect("GET").status, 200);
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// When the storage itself fails (here: the table vanishes under the server),
+/// the client gets a 500 in the same JSON shape, and the server stays up.
+#[tokio::test]
+async fn a_storage_failure_is_a_500_in_json_and_the_server_stays_up() {
+    let db = TempDb::new();
+    let store = SqliteStore::open(db.path()).expect("creating the file");
+    let (server, mut c) = start(store).await;
+    assert_eq!(c.json("POST", "/todos", &json!({"task": "x"})).await.expect("POST").status, 201);
+    let other = rusqlite::Connection::open(db.path()).expect("a second connection to the file");
+    other.execute("DROP TABLE todos", []).expect("dropping the table behind the server's back");
+    let resp = c.get("/todos/1").await.expect("GET");
+    assert_error(&resp, 500, "storage failed");
+    // The connection and the server are still good for the next request.
+    assert_error(&c.get("/todos?completed=maybe").await.expect("GET"), 400, "bad query");
+    server.shutdown().await.expect("clean shutdown");
+}
