@@ -48,9 +48,10 @@ pub use store::{Expect, MemoryStore, Page, SqliteStore, Store, StoreError};
 /// Where `serve` listens unless told otherwise: loopback only, the lesson's port.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7095";
 
-/// The largest request body accepted. A todo is a short sentence; 16 KiB is
-/// thirty times the longest valid one and still small enough that a client
-/// sending megabytes is refused (413) before the server buffers them.
+/// The largest request body accepted. The longest valid todo is 500
+/// characters, about 2 KB of UTF-8 at worst (a little more with JSON
+/// escapes); 16 KiB leaves plenty of room and still refuses a client sending
+/// megabytes (413) before the server buffers them.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The longest task, in characters (not bytes: "ü" counts once). Long enough
@@ -551,6 +552,21 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<HttpResponse> {
+        let bytes = self.request_bytes(method, path, headers, body);
+        self.conn.send(&bytes).await?;
+        self.conn.read_response(method == "HEAD").await
+    }
+
+    /// The exact bytes [`Client::send`] writes for this request: the request
+    /// line, `Host`, the given headers, `Content-Length` when there is a body
+    /// (or the method expects one), a blank line, the body.
+    pub fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Vec<u8> {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
         for (name, value) in headers {
             req.push_str(&format!("{name}: {value}\r\n"));
@@ -561,8 +577,7 @@ impl Client {
         req.push_str("\r\n");
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body);
-        self.conn.send(&bytes).await?;
-        self.conn.read_response(method == "HEAD").await
+        bytes
     }
 
     /// A request with a JSON body (and `Content-Type: application/json`).

@@ -135,6 +135,14 @@ fn show(method: &str, path: &str, extra: &str, body: &str, resp: &HttpResponse) 
     println!();
 }
 
+/// Prints bytes as text lines, each CRLF shown as `⏎` so the framing shows.
+fn print_raw(prefix: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for line in text.split_inclusive("\r\n") {
+        println!("{prefix} {}", line.replace("\r\n", "⏎"));
+    }
+}
+
 /// One step of the demo: what it shows, then the request.
 struct Step {
     why: &'static str,
@@ -209,7 +217,7 @@ async fn demo() -> anyhow::Result<()> {
         step("a method this path does not have: 405 and Allow", "DELETE", "/todos"),
         step("a path that does not exist: 404", "GET", "/nope"),
     ];
-    for s in steps {
+    for (n, s) in steps.into_iter().enumerate() {
         let mut headers = Vec::new();
         if let Some(ct) = s.content_type {
             headers.push(("Content-Type", ct));
@@ -218,6 +226,18 @@ async fn demo() -> anyhow::Result<()> {
             headers.push(("If-Match", tag));
         }
         let resp = c.send(s.method, s.path, &headers, s.body.as_bytes()).await?;
+        if n == 0 {
+            // Once, the whole exchange as it crossed the wire; after that,
+            // a summary of each.
+            println!("# {} (byte for byte, each \\r\\n shown as ⏎)", s.why);
+            let request = c.request_bytes(s.method, s.path, &headers, s.body.as_bytes());
+            print_raw(">", &request);
+            let mut response = resp.raw_head.clone();
+            response.extend_from_slice(&resp.body);
+            print_raw("<", &response);
+            println!();
+            continue;
+        }
         println!("# {}", s.why);
         let extra = s.if_match.map(|t| format!("If-Match: {t}")).unwrap_or_default();
         show(s.method, s.path, &extra, &s.body, &resp);
