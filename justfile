@@ -48,3 +48,6 @@ udp-echo *ARGS:
 # Lesson 4: HTTP/1.0 close vs HTTP/1.1 keep-alive, pipelining, head-of-line blocking.
 http-keepalive *ARGS:
     cargo run -p http-keepalive -- {{ARGS}}
+# Lesson 10: a REST todo API with axum and serde_json.
+rest-todo *ARGS:
+    cargo run -p rest-todo -- {{ARGS}}

@@ -2,17 +2,19 @@
 //! `cargo run -p bench --release -- <report>`. Always `--release`: a debug
 //! build measures the compiler's checks, not the network.
 //!
-//! Everything runs on loopback and stops by itself. The numbers are noisy
-//! (the client and the server share the machine): quote ratios, not absolutes.
+//! Each report is one module. Everything runs on loopback, is bounded in
+//! time, and stops by itself. The numbers are noisy (the client and the server
+//! share the machine): the chapters quote ratios, not absolutes.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod keepalive;
 mod stats;
+mod todo;
 
 #[derive(Parser)]
-#[command(about = "Side-by-side measurements for the lessons' chapters")]
+#[command(about = "Side-by-side measurements for the lessons' chapters (run with --release)")]
 struct Cli {
     #[command(subcommand)]
     report: Report,
@@ -23,11 +25,13 @@ enum Report {
     /// Lesson 4: requests/s and p99 for a new connection per request against
     /// keep-alive, hand-written server and hyper, 1 and 50 concurrent clients.
     Keepalive(keepalive::Args),
+    /// Lesson 10: rest-todo reads and writes at 50 concurrent clients, memory vs SQLite.
+    Todo(todo::Args),
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     match Cli::parse().report {
-        Report::Keepalive(args) => keepalive::run(args).await,
+        Report::Keepalive(args) => tokio::runtime::Runtime::new()?.block_on(keepalive::run(args)),
+        Report::Todo(args) => todo::run(args),
     }
 }

@@ -2,17 +2,24 @@
 
 use std::time::Duration;
 
-/// The `p`-th percentile (0.0..=100.0) of `samples` by the nearest-rank
-/// method: the smallest sample with at least `p`% of samples at or below it.
-/// Sorts `samples` in place. `None` when there are no samples.
-pub fn percentile(samples: &mut [Duration], p: f64) -> Option<Duration> {
-    if samples.is_empty() {
+/// The `p`-th percentile (0.0..=100.0) of `sorted` by the nearest-rank
+/// method: the smallest value with at least p% of the samples at or below it.
+/// `None` for no samples. `sorted` must be in ascending order.
+pub fn percentile_sorted<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
         return None;
     }
-    samples.sort_unstable();
     let p = p.clamp(0.0, 100.0);
-    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
-    Some(samples[rank.clamp(1, samples.len()) - 1])
+    // Nearest rank: ceil(p/100 * n), at least 1, as a 1-based index.
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// [`percentile_sorted`] for samples in any order: sorts `samples` in place
+/// first.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Option<Duration> {
+    samples.sort_unstable();
+    percentile_sorted(samples, p)
 }
 
 /// Events per second: `count` over `elapsed` (0 if no time passed).
@@ -26,6 +33,11 @@ pub fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
+/// Microseconds as a short human string: `850µs`, `12.3ms`.
+pub fn micros(us: u64) -> String {
+    if us < 1000 { format!("{us}µs") } else { format!("{:.1}ms", us as f64 / 1000.0) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,7 +47,7 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_use_nearest_rank() {
+    fn percentiles_use_nearest_rank_on_unsorted_durations() {
         let mut s = ms_list(&[5, 1, 4, 2, 3, 10, 9, 8, 7, 6]);
         assert_eq!(percentile(&mut s, 50.0), Some(Duration::from_millis(5)));
         assert_eq!(percentile(&mut s, 90.0), Some(Duration::from_millis(9)));
@@ -46,8 +58,30 @@ mod tests {
     }
 
     #[test]
+    fn percentile_sorted_uses_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile_sorted(&v, 50.0), Some(50));
+        assert_eq!(percentile_sorted(&v, 99.0), Some(99));
+        assert_eq!(percentile_sorted(&v, 100.0), Some(100));
+        assert_eq!(percentile_sorted(&v, 0.0), Some(1));
+        assert_eq!(percentile_sorted(&[7u64], 99.0), Some(7));
+        assert_eq!(percentile_sorted::<u64>(&[], 50.0), None);
+        // Ten samples: p99 is the largest, p90 the ninth.
+        let ten: Vec<u64> = (1..=10).collect();
+        assert_eq!(percentile_sorted(&ten, 99.0), Some(10));
+        assert_eq!(percentile_sorted(&ten, 90.0), Some(9));
+    }
+
+    #[test]
     fn rates_are_per_second() {
         assert_eq!(rate(500, Duration::from_millis(250)), 2000.0);
         assert_eq!(rate(5, Duration::ZERO), 0.0);
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(micros(850), "850µs");
+        assert_eq!(micros(12_345), "12.3ms");
+        assert_eq!(ms(Duration::from_micros(1_234)), "1.23");
     }
 }

@@ -1,0 +1,31 @@
+//! The demo is part of the lesson: it must run, show what the chapter says it
+//! shows, and exit 0.
+
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn the_demo_walks_the_life_cycle_and_exits_0() {
+    let out = harness::within_blocking(Duration::from_secs(60), "the demo to finish", || {
+        Command::new(env!("CARGO_BIN_EXE_rest-todo")).output().expect("running the demo binary")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "< HTTP/1.1 201 Created⏎",
+        "< 412 Precondition Failed",
+        "< 201 Created  [location: /todos/3, etag: \"v1\"]",
+        "< 415 Unsupported Media Type",
+        "< 400 Bad Request",
+        "< 422 Unprocessable Entity",
+        "< 405 Method Not Allowed  [allow: GET,HEAD,POST]",
+        "< 404 Not Found",
+        "server shut down cleanly",
+    ] {
+        assert!(stdout.contains(expected), "the demo no longer shows {expected:?}:\n{stdout}");
+    }
+}
