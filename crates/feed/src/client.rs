@@ -68,6 +68,27 @@ impl HttpClient {
         Self { addr, sender: None, connections: 0, requests: 0 }
     }
 
+    /// A client over a stream the caller connected itself (tests use this
+    /// to shrink the socket's receive buffer and play a slow reader).
+    pub async fn over(stream: TcpStream) -> Result<Self, ClientError> {
+        let mut client = Self::new(stream.peer_addr()?);
+        client.adopt(stream).await?;
+        Ok(client)
+    }
+
+    async fn adopt(&mut self, stream: TcpStream) -> Result<(), ClientError> {
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        // The connection does its I/O in its own task; it ends when the
+        // sender is dropped or the server closes.
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        self.connections += 1;
+        self.sender = Some(sender);
+        Ok(())
+    }
+
     async fn sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, ClientError> {
         let usable = match self.sender.as_mut() {
             Some(s) => s.ready().await.is_ok(),
