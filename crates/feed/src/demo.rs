@@ -39,3 +39,19 @@ pub fn print_cost(label: &str, stats: TapStats, requests: u64, updates: u64) {
         per(stats.to_client)
     );
 }
+
+/// Prints the first answer whose bytes contain `needle`, with the request
+/// just before it on the same connection.
+pub fn print_answer_containing(tap: &WireTap, needle: &str) {
+    let chunks = tap.transcript();
+    let found = chunks.iter().position(|c| {
+        c.direction == Direction::ToClient && String::from_utf8_lossy(&c.bytes).contains(needle)
+    });
+    let Some(i) = found else {
+        println!("  (no answer containing {needle:?} was captured)");
+        return;
+    };
+    let conn = chunks[i].conn;
+    let index_in_conn = chunks[..i].iter().filter(|c| c.conn == conn).count();
+    print_exchange(tap, conn, index_in_conn.saturating_sub(1), 2);
+}
