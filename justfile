@@ -44,3 +44,15 @@ tcp-echo *ARGS:
 # Lesson 2: UDP echo, datagrams, loss and retries.
 udp-echo *ARGS:
     cargo run -p udp-echo -- {{ARGS}}
+
+# Lesson 5: short polling, ETag and 304.
+short-polling *ARGS:
+    cargo run -p short-polling -- {{ARGS}}
+
+# Lesson 6: long polling, held requests and a bounded history.
+long-polling *ARGS:
+    cargo run -p long-polling -- {{ARGS}}
+
+# Lesson 7: Server-Sent Events, Last-Event-ID and slow subscribers.
+sse *ARGS:
+    cargo run -p sse -- {{ARGS}}

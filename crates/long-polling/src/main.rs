@@ -137,6 +137,8 @@ async fn demo() -> anyhow::Result<()> {
 
     println!("the first poll and its answer, as they crossed the wire:");
     feed::demo::print_exchange(&tap, 0, 0, 2);
+    println!("\nthe poll that was held through the quiet spell, answered when the hold ran out:");
+    feed::demo::print_answer_containing(&tap, "\"updates\":[]");
     println!();
     feed::demo::print_cost("long polling", tap.stats(), report.requests, report.updates);
     println!("server counters: {:?}", feed.stats());

@@ -216,7 +216,8 @@ impl Stream {
                     // The feed dropped us: our queue was full. End the
                     // response; the client resumes with Last-Event-ID.
                     None => {
-                        tracing::info!("dropped a subscriber that fell {} updates behind", self.sub.rx.max_capacity());
+                        let queue = self.sub.rx.max_capacity();
+                        tracing::info!("dropped a subscriber that fell {queue} updates behind");
                         return None;
                     }
                 },
