@@ -429,13 +429,21 @@ pub fn parse_last_event_id(headers: &HeaderMap) -> Result<Option<u64>, FeedError
 /// body with no content type publishes [`EMPTY_UPDATE`], for the notes'
 /// clients that only say "something changed".
 pub async fn read_update(headers: &HeaderMap, body: Body) -> Result<Value, FeedError> {
-    // Refuse a declared oversize body before reading a byte of it.
+    // Cheap refusals first, before reading a byte of the body: a declared
+    // oversize body, and a type we would refuse whatever the bytes were.
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_UPDATE_BYTES as u64) {
         return Err(FeedError::TooLarge);
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("?"));
+    if let Some(ct) = content_type {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(FeedError::WrongType(ct.to_owned()));
+        }
     }
     // A chunked body has no declared length: `Limited` stops reading one
     // byte past the limit, so memory stays bounded whatever the client sends.
@@ -444,15 +452,13 @@ pub async fn read_update(headers: &HeaderMap, body: Body) -> Result<Value, FeedE
         .await
         .map_err(|_| FeedError::TooLarge)?
         .to_bytes();
-    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("?"));
-    if bytes.is_empty() && content_type.is_none() {
-        return Ok(Value::String(EMPTY_UPDATE.to_owned()));
+    match (content_type, bytes.is_empty()) {
+        (None, true) => Ok(Value::String(EMPTY_UPDATE.to_owned())),
+        (None, false) => Err(FeedError::WrongType("none".to_owned())),
+        (Some(_), _) => {
+            serde_json::from_slice(&bytes).map_err(|e| FeedError::NotJson(e.to_string()))
+        }
     }
-    let essence = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(FeedError::WrongType(content_type.unwrap_or("none").to_owned()));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| FeedError::NotJson(e.to_string()))
 }
 
 /// Middleware that counts requests, 304s and body bytes. Streaming bodies

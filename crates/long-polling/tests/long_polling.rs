@@ -129,7 +129,9 @@ async fn a_client_too_far_behind_is_told_how_many_it_missed() {
 #[tokio::test]
 async fn a_waiter_that_hangs_up_leaves_nothing_behind() {
     let feed = Feed::default();
-    let server = start(&feed, WAIT).await;
+    // A hold far longer than the wait below: only noticing the hang-up can
+    // bring the gauge back to zero in time.
+    let server = start(&feed, Duration::from_secs(600)).await;
     let addr = server.addr();
     let mut conns = Vec::new();
     for _ in 0..3 {
@@ -221,6 +223,13 @@ async fn bad_input_gets_json_errors() {
         400,
     );
     json_error(&exchange(addr, &post(addr, "text/plain", b"\"hi\"")).await.expect("POST"), 415);
+    // A body with no content type at all is refused too (only an empty one
+    // is the notes' "something changed").
+    let untyped = format!(
+        "POST /update HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    let msg = json_error(&exchange(addr, untyped.as_bytes()).await.expect("POST"), 415);
+    assert!(msg.contains("none"), "{msg}");
     // A chunked body that grows past the limit is cut off too (no length up front).
     let mut chunked = format!(
         "POST /update HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",

@@ -199,3 +199,24 @@ async fn shutdown_closes_idle_keep_alive_connections() {
     let rest = conn.read_until_close().await.expect("the server closes the connection");
     assert!(rest.is_empty(), "nothing more was sent: {rest:?}");
 }
+
+/// The counters a benchmark reads at `GET /stats` match what crossed.
+#[tokio::test]
+async fn stats_count_requests_304s_and_body_bytes() {
+    let feed = Feed::default();
+    feed.publish(json!({"text": "x"}));
+    let server = start(&feed).await;
+    let addr = server.addr();
+    let full = get(addr, "/data?since=0").await.expect("GET");
+    let cached =
+        exchange(addr, get_with(addr, "/data?since=1", "\"1\"").as_bytes()).await.expect("GET");
+    assert_eq!(cached.status, 304);
+    let stats: feed::Stats =
+        serde_json::from_slice(&get(addr, "/stats").await.expect("GET /stats").body).expect("JSON");
+    assert_eq!(stats.requests, 2, "/stats itself is not counted");
+    assert_eq!(stats.not_modified, 1);
+    assert_eq!(stats.body_bytes, full.body.len() as u64);
+    assert_eq!(stats.delivered, 1);
+    assert_eq!(stats.published, 1);
+    server.shutdown().await.expect("clean shutdown");
+}

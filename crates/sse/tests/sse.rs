@@ -122,6 +122,9 @@ async fn the_stream_opens_with_retry_and_sends_named_events_with_ids() {
     assert_eq!((e.event.as_str(), e.id.as_str()), ("update", "1"));
     assert_eq!(serde_json::from_str::<Value>(&e.data).expect("JSON data"), json!({"text": "hi"}));
     assert_eq!(sub.parser.retry(), Some(Duration::from_millis(1500)));
+    // The counters a benchmark reads: streamed bytes are counted as sent.
+    let stats = feed.stats();
+    assert_eq!((stats.delivered, stats.body_bytes), (1, sub.raw.len() as u64));
     server.shutdown().await.expect("clean shutdown");
 }
 
