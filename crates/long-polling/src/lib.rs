@@ -169,13 +169,14 @@ async fn page() -> Html<String> {
     feed::page(
         "long polling",
         r#"// Ask, wait for the answer (the server holds it), show it, ask again at once.
-let since = null;
+// Starting from id 0 shows the history first.
+let since = 0;
 (async () => {
   for (;;) {
     try {
-      const r = await fetch('/data' + (since === null ? '' : '?since=' + since));
+      const r = await fetch('/data?since=' + since);
       const j = await r.json();
-      if (!r.ok) { note('error ' + r.status + ': ' + j.error); since = null; await sleep(1000); continue; }
+      if (!r.ok) { note('error ' + r.status + ': ' + j.error); since = 0; await sleep(1000); continue; }
       if (j.missed) note('missed ' + j.missed + ' updates (away too long)');
       if (j.updates.length === 0) note('(hold timed out, nothing new: asking again)');
       j.updates.forEach(show);

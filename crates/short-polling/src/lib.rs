@@ -155,20 +155,25 @@ async fn update(
 async fn page() -> Html<String> {
     feed::page(
         "short polling",
-        r#"// Ask every second. The browser's HTTP cache adds If-None-Match by itself
-// (the server said Cache-Control: no-cache), so idle polls come back 304.
-let since = null, asked = 0, got = 0;
-setInterval(async () => {
+        r#"// Ask every second, from id 0 so the page starts with the history. The
+// browser's HTTP cache adds If-None-Match by itself when a URL repeats (the
+// server said Cache-Control: no-cache), so idle polls come back 304.
+let since = 0, asked = 0, got = 0;
+async function pollOnce() {
   asked++;
   try {
-    const r = await fetch('/data' + (since === null ? '' : '?since=' + since));
+    const r = await fetch('/data?since=' + since);
     const j = await r.json();
-    if (!r.ok) { note('error ' + r.status + ': ' + j.error); since = null; return; }
-    if (since !== null) { if (j.missed) note('missed ' + j.missed); j.updates.forEach(show); got += j.updates.length; }
+    if (!r.ok) { note('error ' + r.status + ': ' + j.error); since = 0; return; }
+    if (j.missed) note('missed ' + j.missed + ' updates');
+    j.updates.forEach(show);
+    got += j.updates.length;
     since = j.id;
     document.title = asked + ' requests, ' + got + ' updates';
   } catch (e) { note('request failed'); }
-}, 1000);"#,
+}
+pollOnce();
+setInterval(pollOnce, 1000);"#,
     )
 }
 
