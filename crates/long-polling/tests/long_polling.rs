@@ -250,7 +250,7 @@ async fn the_page_and_the_follow_client() {
     let addr = server.addr();
     let page = get(addr, "/").await.expect("GET /");
     assert_eq!(page.status, 200);
-    assert!(page.text().contains("fetch('/data'"), "the page long-polls /data");
+    assert!(page.text().contains("fetch('/data?since='"), "the page long-polls /data");
 
     let token = harness::CancellationToken::new();
     let follower = tokio::spawn(long_polling::follow(addr, 0, 3, WAIT, token, |_| {}));
