@@ -366,3 +366,74 @@ async fn bad_input_and_the_page() {
     assert!(page.text().contains("new EventSource('/events')"));
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// A stand-in server: answers every connection with `head` and then either
+/// stays silent (keeping the socket open) or closes. Counts connections.
+async fn fake_server(
+    head: &'static str,
+    then_close: bool,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(harness::EPHEMERAL).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let count = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await; // the request; its content is not checked here
+            let _ = s.write_all(head.as_bytes()).await;
+            if !then_close {
+                open.push(s); // silent, but open
+            }
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn the_client_abandons_a_silent_connection_and_reconnects() {
+    // A stream that starts properly and then says nothing, not even a
+    // keep-alive comment: the client cannot tell it from a dead link.
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\nC\r\nretry: 10\n\n\r\n";
+    let (addr, connections) = fake_server(head, false).await;
+    let token = harness::CancellationToken::new();
+    let cfg = sse::ClientConfig {
+        retry: Duration::from_millis(10),
+        idle_timeout: Duration::from_millis(100),
+    };
+    let follower = tokio::spawn(sse::follow(addr, 1, cfg, token.clone(), |_| {}));
+    harness::eventually(WAIT, "the client to give up on the silent stream and reconnect", || {
+        connections.load(std::sync::atomic::Ordering::SeqCst) >= 3
+    })
+    .await;
+    token.cancel();
+    let report =
+        within(WAIT, "the client to stop", follower).await.expect("task").expect("no error");
+    assert!(report.connections >= 3, "{report:?}");
+}
+
+#[tokio::test]
+async fn the_client_gives_up_for_good_on_a_non_stream_answer() {
+    // As EventSource does: an HTTP error is not a dropped connection.
+    let head =
+        "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+    let (addr, connections) = fake_server(head, true).await;
+    let cfg = sse::ClientConfig { retry: Duration::from_millis(10), idle_timeout: WAIT };
+    let result = within(
+        WAIT,
+        "the client to give up",
+        sse::follow(addr, 1, cfg, harness::CancellationToken::new(), |_| {}),
+    )
+    .await;
+    let err = result.expect_err("a 404 must end the client with an error");
+    assert!(err.to_string().contains("404"), "{err}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no retry after a refusal"
+    );
+}
