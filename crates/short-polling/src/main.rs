@@ -56,6 +56,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
+        // Logs on stderr, so the demo's narration on stdout stays clean.
+        .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         None => demo().await,
