@@ -211,6 +211,9 @@ impl Stream {
                 next = self.sub.rx.recv() => match next {
                     Some(u) => {
                         self.feed.counters().delivered.fetch_add(1, Ordering::SeqCst);
+                        // The stream is not idle: no comment needed until a
+                        // whole interval passes without an event.
+                        self.keep_alive.reset();
                         frame(&u)
                     }
                     // The feed dropped us: our queue was full. End the
