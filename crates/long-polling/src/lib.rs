@@ -108,38 +108,49 @@ pub async fn run(
     feed::serve(listener, app(feed, config, token.clone()), token).await
 }
 
-/// `GET /data[?since=ID]`: answer at once if something newer than `since` is
-/// in the history, otherwise hold the request until the next publish, the
-/// hold timeout, or shutdown, whichever comes first.
+/// `GET /data[?since=ID]`: the query checked, then [`wait_for_news`].
 async fn poll(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Poll>, FeedError> {
     let since = feed::parse_since(query.as_deref())?;
+    Ok(Json(wait_for_news(&app.feed, since, app.config.hold, &app.token).await?))
+}
+
+/// The heart of long polling: answer at once if something newer than
+/// `since` is in the history, otherwise wait for the next publish, the
+/// `hold` timeout, or `token` (shutdown), whichever comes first. `None` for
+/// `since` (the notes' client) waits for whatever comes next.
+pub async fn wait_for_news(
+    feed: &Feed,
+    since: Option<u64>,
+    hold: Duration,
+    token: &CancellationToken,
+) -> Result<Poll, FeedError> {
     // Counted from here until this future ends, which includes the case
     // where the client hangs up: hyper notices the closed socket and drops
-    // this future, and the guard's Drop takes the waiter off the gauge.
-    let _waiter = app.feed.waiter();
+    // the handler's future, and the guard's Drop takes the waiter off the
+    // gauge.
+    let _waiter = feed.waiter();
     // Subscribe *before* looking: an update published between our look and
     // our sleep then still wakes us (the receiver has not seen it yet).
-    let mut newest = app.feed.watch();
-    // No `since` (the notes' client): wait for whatever comes next.
-    let since = since.unwrap_or_else(|| app.feed.newest_id());
-    let deadline = tokio::time::sleep(app.config.hold);
+    let mut newest = feed.watch();
+    let since = since.unwrap_or_else(|| feed.newest_id());
+    let deadline = tokio::time::sleep(hold);
     tokio::pin!(deadline);
     loop {
-        let found = app.feed.since(since)?;
+        let found = feed.since(since)?;
         if !found.updates.is_empty() || found.missed > 0 {
-            return Ok(Json(answer(&app.feed, since, found)));
+            return Ok(answer(feed, since, found));
         }
         tokio::select! {
             // `changed` fails only if the feed's sender is gone, which
             // cannot happen while we hold the feed; treat it as shutdown.
             changed = newest.changed() => changed.map_err(|_| FeedError::ShuttingDown)?,
-            () = &mut deadline => return Ok(Json(answer(&app.feed, since, found))),
+            () = &mut deadline => return Ok(answer(feed, since, found)),
             // Shutdown: answer now so the connection can close and the
             // server can stop, instead of holding shutdown up for the hold.
-            () = app.token.cancelled() => return Err(FeedError::ShuttingDown),
+            () = token.cancelled() => return Err(FeedError::ShuttingDown),
         }
     }
 }
