@@ -134,16 +134,19 @@ async fn events(State(app): State<AppState>, headers: HeaderMap) -> Result<Respo
         Err(FeedError::Ahead { since, newest }) => {
             // The client's ids come from before a server restart. A 4xx
             // would make EventSource give up for good; tell it instead, and
-            // start it afresh.
+            // start it afresh. `id: 0` resets its cursor, so a reconnect
+            // asks for everything this server has.
             let note = serde_json::json!({ "last_event_id": since, "newest": newest });
-            first.push_back(format!("event: reset\ndata: {note}\n\n"));
+            first.push_back(format!("event: reset\nid: 0\ndata: {note}\n\n"));
             app.feed.subscribe(None, app.config.queue)?
         }
         Err(e) => return Err(e),
     };
     if catch_up.missed > 0 {
-        // The id must not move: the client resumes from the updates below.
-        first.push_back(format!("event: missed\ndata: {{\"missed\":{}}}\n\n", catch_up.missed));
+        // The id stays the client's own: it has not got anything newer yet.
+        let id = last_id.unwrap_or(0);
+        let missed = catch_up.missed;
+        first.push_back(format!("event: missed\nid: {id}\ndata: {{\"missed\":{missed}}}\n\n"));
     }
     for u in &catch_up.updates {
         first.push_back(frame(u));

@@ -192,6 +192,7 @@ async fn a_resume_from_beyond_the_history_is_told_what_it_missed() {
     let missed = sub.next_event().await;
     assert_eq!(missed.event, "missed");
     assert_eq!(missed.data, r#"{"missed":2}"#, "ids 2 and 3 are gone");
+    assert_eq!(missed.id, "1", "the cursor does not move past what the client has");
     let rest = vec![sub.next_event().await, sub.next_event().await, sub.next_event().await];
     assert_eq!(ids(&rest), vec![4, 5, 6]);
     server.shutdown().await.expect("clean shutdown");
@@ -205,6 +206,7 @@ async fn ids_from_before_a_restart_get_a_reset_event() {
     assert_eq!(sub.status, 200, "a 4xx would make EventSource stop for good");
     let reset = sub.next_event().await;
     assert_eq!(reset.event, "reset");
+    assert_eq!(reset.id, "0", "the cursor starts again from this server's first id");
     feed.publish(json!("fresh"));
     assert_eq!(sub.next_event().await.id, "1");
     server.shutdown().await.expect("clean shutdown");
