@@ -51,3 +51,14 @@ http-keepalive *ARGS:
 # Lesson 10: a REST todo API with axum and serde_json.
 rest-todo *ARGS:
     cargo run -p rest-todo -- {{ARGS}}
+# Lesson 5: short polling, ETag and 304.
+short-polling *ARGS:
+    cargo run -p short-polling -- {{ARGS}}
+
+# Lesson 6: long polling, held requests and a bounded history.
+long-polling *ARGS:
+    cargo run -p long-polling -- {{ARGS}}
+
+# Lesson 7: Server-Sent Events, Last-Event-ID and slow subscribers.
+sse *ARGS:
+    cargo run -p sse -- {{ARGS}}

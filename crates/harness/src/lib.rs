@@ -8,6 +8,7 @@
 //!   [`eventually_blocking`], so no test waits forever and none sleeps blindly.
 //! * [`net`]: raw TCP and UDP clients with timeouts on every read.
 //! * [`http`]: a raw HTTP/1.x client (exact bytes out, exact responses in).
+//! * [`sse`]: an event-stream parser that follows the HTML specification.
 //! * [`tap`]: the wire tap, a loopback proxy that counts connections and
 //!   bytes each way and keeps a transcript to print as a hexdump.
 //!
@@ -16,6 +17,7 @@
 pub mod http;
 pub mod net;
 pub mod server;
+pub mod sse;
 pub mod tap;
 pub mod wait;
 

@@ -1,0 +1,29 @@
+//! The demo is part of the lesson: it must run, show what the chapter quotes
+//! from it, and exit 0.
+
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn the_demo_shows_updates_arriving_and_exits_0() {
+    let out = harness::within_blocking(Duration::from_secs(60), "the demo to finish", || {
+        Command::new(env!("CARGO_BIN_EXE_sse")).output().expect("running the demo binary")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "follower got event \"text\" id \"2\" data \"a text update\\nin two lines\"",
+        "data: in two lines\\n",
+        ": keep-alive\\n",
+        "last-event-id: 3\\r\\n",
+        "follower got event \"update\" id \"5\"",
+        "per update:",
+        "server stopped cleanly",
+    ] {
+        assert!(stdout.contains(expected), "the demo no longer shows {expected:?}:\n{stdout}");
+    }
+}
