@@ -10,6 +10,8 @@
 //! * [`http`]: a raw HTTP/1.x client (exact bytes out, exact responses in).
 //! * [`tap`]: the wire tap, a loopback proxy that counts connections and
 //!   bytes each way and keeps a transcript to print as a hexdump.
+//! * [`ws`]: WebSocket clients, a polite one with deadlines and a raw one
+//!   that writes frames by hand.
 //!
 //! Run its own tests with `cargo test -p harness`.
 
@@ -18,6 +20,7 @@ pub mod net;
 pub mod server;
 pub mod tap;
 pub mod wait;
+pub mod ws;
 
 pub use net::{IO_TIMEOUT, TcpClient, UdpClient};
 pub use server::{BlockingServer, EPHEMERAL, SHUTDOWN_DEADLINE, TaskServer};
