@@ -182,6 +182,10 @@ impl WsClient {
                 match self.ws.next().await {
                     None => return Ok(Closed { code: None, reason: String::new() }),
                     Some(Ok(Message::Close(frame))) => {
+                        // tungstenite has queued the reply to the close
+                        // frame; flushing sends it now, as a browser would,
+                        // so the server's closing handshake completes.
+                        let _ = self.ws.flush().await;
                         return Ok(match frame {
                             Some(CloseFrame { code, reason }) => {
                                 Closed { code: Some(code.into()), reason: reason.to_string() }

@@ -544,6 +544,17 @@ async fn connection(push: Push, socket: WebSocket) {
         let _ = tokio::time::timeout(config.close_grace * 2, &mut writer).await;
         writer.abort();
     }
+    // If we sent the close frame, the closing handshake ends when the peer's
+    // close frame comes back (or the grace runs out); reading it is also
+    // what lets the TCP connection end cleanly on the peer's side.
+    let _ = tokio::time::timeout(config.close_grace, async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Drains one client's queue; on a goodbye, abandons a stuck write and tries
@@ -568,9 +579,16 @@ async fn writer(
             }
         }
     };
-    if let Some((code, reason)) = farewell {
-        let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
-        let _ = tokio::time::timeout(grace, sink.send(Message::Close(Some(frame)))).await;
+    match farewell {
+        // We start the closing handshake; the peer's answer arrives on the
+        // reading half, which `connection` drains.
+        Some((code, reason)) => {
+            let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+            let _ = tokio::time::timeout(grace, sink.send(Message::Close(Some(frame)))).await;
+        }
+        // The peer started it: flush tungstenite's automatic reply.
+        None => {
+            let _ = tokio::time::timeout(grace, sink.close()).await;
+        }
     }
-    let _ = tokio::time::timeout(grace, sink.close()).await;
 }

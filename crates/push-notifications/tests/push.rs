@@ -12,6 +12,13 @@ use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// The default limits, except that the server waits only briefly for a
+/// client to answer its close frame (test clients that are not reading never
+/// will, and the default grace would only make the tests slow).
+fn quick() -> Config {
+    Config { close_grace: Duration::from_millis(300), ..Config::default() }
+}
+
 type Server = TaskServer<std::io::Result<()>>;
 
 async fn start(config: Config) -> (Server, Push) {
@@ -57,7 +64,7 @@ async fn next_notification(c: &mut WsClient) -> Value {
 
 #[tokio::test]
 async fn the_notes_client_gets_pushed_what_it_subscribed_to() {
-    let (server, _) = start(Config::default()).await;
+    let (server, _) = start(quick()).await;
     let mut c = WsClient::connect(&url(server.addr())).await.expect("connect");
     // Byte for byte what the classic example client sends.
     c.send_text(r#"{"event":"newMessage"}"#).await.expect("send");
@@ -76,7 +83,7 @@ async fn the_notes_client_gets_pushed_what_it_subscribed_to() {
 
 #[tokio::test]
 async fn each_notification_goes_to_exactly_its_subscribers() {
-    let (server, push) = start(Config::default()).await;
+    let (server, push) = start(quick()).await;
     let addr = server.addr();
     let mut a = subscriber(addr, &["newMessage"], None).await;
     let mut b = subscriber(addr, &["tick"], None).await;
@@ -97,7 +104,7 @@ async fn each_notification_goes_to_exactly_its_subscribers() {
 
 #[tokio::test]
 async fn unsubscribe_stops_the_pushes() {
-    let (server, push) = start(Config::default()).await;
+    let (server, push) = start(quick()).await;
     let mut c = subscriber(server.addr(), &["a", "b"], None).await;
     c.send_json(&json!({"event": "a", "action": "unsubscribe"})).await.expect("send");
     c.recv_json_where(WAIT, |v| v["type"] == "unsubscribed").await.expect("ack");
@@ -111,7 +118,7 @@ async fn unsubscribe_stops_the_pushes() {
 
 #[tokio::test]
 async fn a_client_that_reconnects_with_its_last_id_loses_nothing_and_gets_nothing_twice() {
-    let (server, push) = start(Config::default()).await;
+    let (server, push) = start(quick()).await;
     let addr = server.addr();
     let mut c = subscriber(addr, &["newMessage"], None).await;
     push.publish("newMessage", json!("one"));
@@ -144,7 +151,7 @@ async fn a_client_that_reconnects_with_its_last_id_loses_nothing_and_gets_nothin
 
 #[tokio::test]
 async fn a_resume_older_than_the_history_is_told_about_the_gap() {
-    let config = Config { history_len: 2, queue_capacity: 8, ..Config::default() };
+    let config = Config { history_len: 2, queue_capacity: 8, ..quick() };
     let (server, push) = start(config).await;
     for i in 1..=5 {
         push.publish("e", json!(i));
@@ -161,7 +168,7 @@ async fn a_resume_older_than_the_history_is_told_about_the_gap() {
 
 #[tokio::test]
 async fn subscriptions_are_cleaned_up_when_connections_close() {
-    let (server, push) = start(Config::default()).await;
+    let (server, push) = start(quick()).await;
     let addr = server.addr();
     let polite = subscriber(addr, &["a", "b"], None).await;
     let rude = subscriber(addr, &["a"], None).await;
@@ -184,7 +191,7 @@ async fn subscriptions_are_cleaned_up_when_connections_close() {
 
 #[tokio::test]
 async fn bad_publishes_and_bad_subscriptions_get_clear_errors() {
-    let (server, _) = start(Config::default()).await;
+    let (server, _) = start(quick()).await;
     let addr = server.addr();
     let empty = notify(addr, "", json!(1)).await;
     assert_eq!(empty.status, 400);
@@ -210,7 +217,7 @@ async fn bad_publishes_and_bad_subscriptions_get_clear_errors() {
 
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_closed_with_1008() {
-    let config = Config { history_len: 2, queue_capacity: 4, ..Config::default() };
+    let config = Config { history_len: 2, queue_capacity: 4, ..quick() };
     let (server, push) = start(config).await;
     let mut lazy = subscriber(server.addr(), &["big"], None).await;
     let mut keen = subscriber(server.addr(), &["big"], None).await;
@@ -233,7 +240,7 @@ async fn a_subscriber_that_stops_reading_is_closed_with_1008() {
 
 #[tokio::test]
 async fn shutdown_closes_subscribers_with_1001() {
-    let (server, _) = start(Config::default()).await;
+    let (server, _) = start(quick()).await;
     let mut c = subscriber(server.addr(), &["e"], None).await;
     server.shutdown().await.expect("clean shutdown");
     c.expect_close(WAIT, close_code::GOING_AWAY, "shutting down").await;
@@ -267,7 +274,7 @@ async fn cuttable_proxy(
 
 #[tokio::test]
 async fn the_client_resumes_after_a_dropped_connection() {
-    let (server, push) = start(Config::default()).await;
+    let (server, push) = start(quick()).await;
     let (proxy, cut) = cuttable_proxy(server.addr()).await;
     let (tx, mut rx) = mpsc::channel(64);
     let stop = CancellationToken::new();

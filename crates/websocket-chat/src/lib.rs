@@ -413,8 +413,10 @@ async fn connection(chat: Chat, socket: WebSocket, _permit: OwnedSemaphorePermit
     }
 
     // Forget the client first, so nobody queues more for it, then tell the room.
-    let gone = chat.hub().members.remove(&id);
-    if let Some(Member { name: Some(name), room, .. }) = gone {
+    // The member (with its copies of the queue senders) is dropped inside
+    // the closure: the writer finishes only when every sender is gone.
+    let gone = chat.hub().members.remove(&id).and_then(|m| Some((m.name?, m.room)));
+    if let Some((name, room)) = gone {
         broadcast(&chat, &room, &ServerMsg::Info { message: format!("{name} left {room}") });
     }
     // Dropping our senders lets the writer drain the queue, send any goodbye
@@ -425,6 +427,17 @@ async fn connection(chat: Chat, socket: WebSocket, _permit: OwnedSemaphorePermit
         let _ = tokio::time::timeout(config.close_grace * 2, &mut writer).await;
         writer.abort();
     }
+    // If we sent the close frame, the closing handshake ends when the peer's
+    // close frame comes back (or the grace runs out); reading it is also
+    // what lets the TCP connection end cleanly on the peer's side.
+    let _ = tokio::time::timeout(config.close_grace, async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Which close code answers a read error. tungstenite reports oversize and
@@ -470,11 +483,18 @@ async fn writer(
             }
         }
     };
-    if let Some((code, reason)) = farewell {
-        let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
-        let _ = tokio::time::timeout(grace, sink.send(Message::Close(Some(frame)))).await;
+    match farewell {
+        // We start the closing handshake; the peer's answer arrives on the
+        // reading half, which `connection` drains.
+        Some((code, reason)) => {
+            let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+            let _ = tokio::time::timeout(grace, sink.send(Message::Close(Some(frame)))).await;
+        }
+        // The peer started it: flush tungstenite's automatic reply.
+        None => {
+            let _ = tokio::time::timeout(grace, sink.close()).await;
+        }
     }
-    let _ = tokio::time::timeout(grace, sink.close()).await;
 }
 
 fn error(message: impl Into<String>) -> ServerMsg {

@@ -12,6 +12,13 @@ use websocket_chat::{Chat, Config, MAX_NAME_CHARS, close_code};
 /// How long a test waits for any one thing the server should do at once.
 const WAIT: Duration = Duration::from_secs(5);
 
+/// The default limits, except that the server waits only briefly for a
+/// client to answer its close frame (test clients that are not reading never
+/// will, and the default grace would only make the tests slow).
+fn quick() -> Config {
+    Config { close_grace: Duration::from_millis(300), ..Config::default() }
+}
+
 type Server = TaskServer<std::io::Result<()>>;
 
 async fn start(config: Config) -> (Server, Chat) {
@@ -46,7 +53,7 @@ async fn next_of_type(c: &mut WsClient, kind: &str) -> Value {
 
 #[tokio::test]
 async fn handshake_accept_is_sha1_of_key_and_guid() {
-    let (server, _) = start(Config::default()).await;
+    let (server, _) = start(quick()).await;
     let raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
     // Compute what RFC 6455 says the answer must be: base64(SHA-1(key + GUID)).
     let digest = sha1_smol::Sha1::from(format!("{SAMPLE_KEY}{WEBSOCKET_GUID}")).digest().bytes();
@@ -69,7 +76,7 @@ async fn handshake_accept_is_sha1_of_key_and_guid() {
 
 #[tokio::test]
 async fn the_notes_protocol_works_unchanged() {
-    let (server, _) = start(Config::default()).await;
+    let (server, _) = start(quick()).await;
     let mut alice = join(server.addr(), "alice").await;
     let mut bob = join(server.addr(), "bob").await;
     let notice = next_of_type(&mut alice, "info").await;
@@ -89,7 +96,7 @@ async fn the_notes_protocol_works_unchanged() {
 
 #[tokio::test]
 async fn usernames_are_validated_and_the_connection_survives() {
-    let (server, chat) = start(Config::default()).await;
+    let (server, chat) = start(quick()).await;
     let _alice = join(server.addr(), "alice").await;
     let mut c = WsClient::connect(&url(server.addr())).await.expect("connect");
     let too_long = "x".repeat(MAX_NAME_CHARS + 1);
@@ -115,7 +122,7 @@ async fn usernames_are_validated_and_the_connection_survives() {
 
 #[tokio::test]
 async fn malformed_unknown_and_binary_messages_get_errors_not_disconnects() {
-    let (server, _) = start(Config::default()).await;
+    let (server, _) = start(quick()).await;
     let mut c = join(server.addr(), "alice").await;
     for bad in ["not json", "{\"type\":\"dance\",\"data\":1}", "{\"data\":\"x\"}", "[1,2]"] {
         c.send_text(bad).await.expect("send");
@@ -133,7 +140,7 @@ async fn malformed_unknown_and_binary_messages_get_errors_not_disconnects() {
 
 #[tokio::test]
 async fn rooms_keep_messages_apart_and_who_lists_them() {
-    let (server, _) = start(Config::default()).await;
+    let (server, _) = start(quick()).await;
     let mut alice = join(server.addr(), "alice").await;
     let mut bob = join(server.addr(), "bob").await;
     bob.send_json(&json!({"type": "join", "data": "rust"})).await.expect("join");
@@ -170,7 +177,7 @@ async fn a_peer_that_never_pongs_is_dropped_and_one_that_does_stays() {
     let config = Config {
         ping_interval: Duration::from_millis(50),
         pong_timeout: Duration::from_millis(200),
-        ..Config::default()
+        ..quick()
     };
     let (server, chat) = start(config).await;
     // The raw client reads (so it sees the pings) but never answers.
@@ -220,8 +227,7 @@ async fn connect_non_reader(addr: SocketAddr) -> RawWs {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_with_a_reason_and_memory_stays_bounded() {
     const QUEUE: usize = 8;
-    let config =
-        Config { queue_capacity: QUEUE, close_grace: Duration::from_secs(5), ..Config::default() };
+    let config = Config { queue_capacity: QUEUE, close_grace: Duration::from_secs(5), ..quick() };
     let (server, chat) = start(config).await;
     let mut alice = join(server.addr(), "alice").await;
     let mut bob = join(server.addr(), "bob").await;
@@ -258,12 +264,16 @@ async fn a_client_that_stops_reading_is_closed_with_a_reason_and_memory_stays_bo
     assert_eq!(m.expect("alice hears bob")["username"], "bob");
     eventually(WAIT, "the non-reader to be forgotten", || chat.stats().connections == 2).await;
     assert_eq!(chat.stats().kicked_slow, 1);
+    // Polite goodbyes, so the server's long grace is not spent waiting for them.
+    alice.close().await.expect("close");
+    bob.close().await.expect("close");
+    drop(slow);
     server.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test]
 async fn an_oversized_message_is_closed_with_1009() {
-    let config = Config { max_message_bytes: 1024, ..Config::default() };
+    let config = Config { max_message_bytes: 1024, ..quick() };
     let (server, chat) = start(config).await;
     let mut alice = join(server.addr(), "alice").await;
     // Right at the limit is fine...
@@ -280,7 +290,7 @@ async fn an_oversized_message_is_closed_with_1009() {
 
 #[tokio::test]
 async fn invalid_utf8_in_a_text_frame_is_closed_with_1007() {
-    let (server, _) = start(Config::default()).await;
+    let (server, _) = start(quick()).await;
     let mut raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
     // 0xC3 starts a two-byte sequence; 0x28 cannot continue it.
     raw.send_text_frame(&[0xC3, 0x28]).await.expect("send");
@@ -292,7 +302,7 @@ async fn invalid_utf8_in_a_text_frame_is_closed_with_1007() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_with_503() {
-    let (server, chat) = start(Config { max_connections: 2, ..Config::default() }).await;
+    let (server, chat) = start(Config { max_connections: 2, ..quick() }).await;
     let a = join(server.addr(), "a").await;
     let _b = join(server.addr(), "b").await;
     let refused = WsClient::connect(&url(server.addr())).await.expect_err("third is refused");
@@ -305,7 +315,7 @@ async fn connections_over_the_cap_are_refused_with_503() {
 
 #[tokio::test]
 async fn shutdown_sends_1001_to_every_open_connection() {
-    let (server, _) = start(Config::default()).await;
+    let (server, _) = start(quick()).await;
     let mut alice = join(server.addr(), "alice").await;
     let mut nameless = WsClient::connect(&url(server.addr())).await.expect("connect");
     server.shutdown().await.expect("clean shutdown");
@@ -315,10 +325,101 @@ async fn shutdown_sends_1001_to_every_open_connection() {
 
 #[tokio::test]
 async fn the_page_is_served_at_the_root() {
-    let (server, _) = start(Config::default()).await;
+    let (server, _) = start(quick()).await;
     let resp = harness::http::get(server.addr(), "/").await.expect("GET /");
     assert_eq!(resp.status, 200);
     assert!(resp.header("content-type").is_some_and(|v| v.starts_with("text/html")));
     assert!(resp.text().contains("new WebSocket("), "the page opens a WebSocket");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_terminal_client_reconnects_with_backoff_when_the_server_comes_back() {
+    use websocket_chat::client::{self, Backoff};
+    let (server, _) = start(quick()).await;
+    let addr = server.addr();
+    let (line_tx, line_rx) = tokio::sync::mpsc::channel(8);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(64);
+    let stop = harness::CancellationToken::new();
+    let backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { client::run(&url(addr), "dora", line_rx, out_tx, backoff, stop).await }
+    });
+    let mut wait_for = async |want: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = within(WAIT, want, out_rx.recv()).await.expect("client output");
+            seen.push(line.clone());
+            if line.contains(want) {
+                return seen;
+            }
+        }
+    };
+    wait_for("dora joined lobby").await;
+    line_tx.send("/join rust".into()).await.expect("type");
+    wait_for("dora joined rust").await;
+
+    // The server goes away; the client notices and keeps trying.
+    server.shutdown().await.expect("clean shutdown");
+    let seen = wait_for("reconnecting").await;
+    assert!(seen.iter().any(|l| l.contains("1001")), "it saw why: {seen:?}");
+
+    // A new server on the same port: the client comes back by itself, with
+    // its name and its room.
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind the same port");
+    let chat = Chat::new(quick());
+    let server = TaskServer::start_with(listener, {
+        let chat = chat.clone();
+        move |l, t| chat.serve(l, t)
+    })
+    .expect("start again");
+    wait_for("dora joined rust").await;
+    line_tx.send("back again".into()).await.expect("type");
+    wait_for("[rust] dora: back again").await;
+    stop.cancel();
+    within(WAIT, "the client to stop", task).await.expect("client task");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[test]
+fn backoff_doubles_up_to_its_cap_and_resets() {
+    use websocket_chat::client::Backoff;
+    let ms = Duration::from_millis;
+    let mut b = Backoff::new(ms(100), ms(500));
+    let delays: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
+    assert_eq!(delays, [ms(100), ms(200), ms(400), ms(500), ms(500)]);
+    b.reset();
+    assert_eq!(b.next_delay(), ms(100));
+}
+
+#[test]
+fn typed_lines_become_protocol_messages() {
+    use websocket_chat::ClientMsg;
+    use websocket_chat::client::parse_line;
+    assert_eq!(parse_line("/join rust"), Some(ClientMsg::Join("rust".into())));
+    assert_eq!(parse_line("/leave"), Some(ClientMsg::Leave));
+    assert_eq!(parse_line("/who"), Some(ClientMsg::Who));
+    assert_eq!(parse_line("  hello there "), Some(ClientMsg::Message("hello there".into())));
+    assert_eq!(parse_line("   "), None);
+    let json = serde_json::to_string(&ClientMsg::Leave).expect("serialize");
+    assert_eq!(json, r#"{"type":"leave"}"#);
+    let json = serde_json::to_string(&ClientMsg::Username("a".into())).expect("serialize");
+    assert_eq!(json, r#"{"type":"username","data":"a"}"#);
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_at_once() {
+    let (server, chat) = start(quick()).await;
+    let mut a = join(server.addr(), "a").await;
+    let bye = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: 1000.into(),
+        reason: "bye".into(),
+    };
+    a.send(tokio_tungstenite::tungstenite::Message::Close(Some(bye))).await.expect("send close");
+    // The echo must come straight away, well inside the server's close grace.
+    let closed = a.recv_close(Duration::from_millis(200)).await.expect("the close echo");
+    assert_eq!(closed.code, Some(1000));
+    eventually(WAIT, "the client to be forgotten", || chat.stats().connections == 0).await;
     server.shutdown().await.expect("clean shutdown");
 }
