@@ -157,6 +157,32 @@ pub enum Action {
     Unsubscribe,
 }
 
+/// What the server sends. The `type` tag comes first on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerMsg {
+    /// A push: `id` grows by one with every notification on any event.
+    Notification { id: u64, event: String, payload: Value },
+    /// Your subscription is in place; `last_id` is the newest id so far,
+    /// the place to resume from if you have seen nothing yet.
+    Subscribed { event: String, last_id: u64 },
+    /// Your subscription is gone.
+    Unsubscribed { event: String },
+    /// You asked for ids after `since`, but the history starts at `oldest`:
+    /// some notifications between them are lost to you.
+    Gap { event: String, since: u64, oldest: u64 },
+    /// Your message was not understood; the connection stays open.
+    Error { message: String },
+}
+
+impl ServerMsg {
+    /// Serialized once; the frame is then shared by every queue it goes to.
+    fn to_frame(&self) -> Message {
+        let json = serde_json::to_string(self).expect("our own enum always serializes");
+        Message::Text(Utf8Bytes::from(json))
+    }
+}
+
 /// What `POST /notify` takes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Publish {
@@ -306,8 +332,7 @@ impl Push {
         let mut hub = self.hub();
         hub.last_id += 1;
         let id = hub.last_id;
-        let body = json!({ "type": "notification", "id": id, "event": event, "payload": payload });
-        let frame = Message::Text(Utf8Bytes::from(body.to_string()));
+        let frame = ServerMsg::Notification { id, event: event.to_owned(), payload }.to_frame();
         let mut delivered = 0;
         let Hub { conns, topics, .. } = &mut *hub;
         for conn_id in topics.get(event).into_iter().flatten() {
@@ -374,14 +399,14 @@ impl Push {
                 topics.entry(msg.event.clone()).or_default().insert(conn_id);
                 // The ack carries the newest id, so even a client that has
                 // seen nothing yet knows where to resume from after a drop.
-                let ack = json!({"type": "subscribed", "event": msg.event, "last_id": *last_id});
-                self.deliver(conn, text(ack));
+                let ack = ServerMsg::Subscribed { event: msg.event.clone(), last_id: *last_id };
+                self.deliver(conn, ack.to_frame());
                 let Some(since) = msg.since else { return };
                 if since < *forgotten_up_to {
                     // Be honest: the history no longer reaches back that far.
-                    let warn = json!({"type": "gap", "event": msg.event, "since": since,
-                        "oldest": forgotten_up_to.saturating_add(1)});
-                    self.deliver(conn, text(warn));
+                    let oldest = forgotten_up_to.saturating_add(1);
+                    let warn = ServerMsg::Gap { event: msg.event.clone(), since, oldest };
+                    self.deliver(conn, warn.to_frame());
                 }
                 for stored in history.iter().filter(|s| s.id > since && s.event == msg.event) {
                     self.deliver(conn, stored.frame.clone());
@@ -390,14 +415,10 @@ impl Push {
             Action::Unsubscribe => {
                 conn.events.remove(&msg.event);
                 remove_subscriber(topics, &msg.event, conn_id);
-                self.deliver(conn, text(json!({"type": "unsubscribed", "event": msg.event})));
+                self.deliver(conn, ServerMsg::Unsubscribed { event: msg.event }.to_frame());
             }
         }
     }
-}
-
-fn text(value: Value) -> Message {
-    Message::Text(Utf8Bytes::from(value.to_string()))
 }
 
 /// Removes one subscriber, and the event's entry when it was the last, so
@@ -478,7 +499,7 @@ async fn connection(push: Push, socket: WebSocket) {
         let _ = goodbye_tx.try_send((code, reason));
     };
     let reply_error = |message: String| {
-        let _ = tx.try_send(text(json!({"type": "error", "message": message})));
+        let _ = tx.try_send(ServerMsg::Error { message }.to_frame());
     };
 
     loop {
