@@ -44,3 +44,11 @@ tcp-echo *ARGS:
 # Lesson 2: UDP echo, datagrams, loss and retries.
 udp-echo *ARGS:
     cargo run -p udp-echo -- {{ARGS}}
+
+# Lesson 8: WebSocket chat with rooms, heartbeats and bounded queues.
+websocket-chat *ARGS:
+    cargo run -p websocket-chat -- {{ARGS}}
+
+# Lesson 9: push notifications over WebSocket, with replay after a reconnect.
+push-notifications *ARGS:
+    cargo run -p push-notifications -- {{ARGS}}

@@ -1,5 +1,6 @@
 //! The command line of lesson 9. No arguments runs the demo; see `--help`.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -91,17 +92,22 @@ async fn run_client(
     let url = format!("ws://{addr}/ws");
     let task = tokio::spawn(client::run(url, events, since, tx, stop));
     while let Some(event) = rx.recv().await {
-        match event {
-            Event::Connected { since } => println!("* connected (resuming after {since:?})"),
-            Event::Notification(n) => println!("#{} {}: {}", n.id, n.event, n.payload),
+        let line = match event {
+            Event::Connected { since } => format!("* connected (resuming after {since:?})"),
+            Event::Notification(n) => format!("#{} {}: {}", n.id, n.event, n.payload),
             Event::Gap { since, oldest } => {
-                println!("! missed some: asked for ids after {since}, history starts at {oldest}")
+                format!("! missed some: asked for ids after {since}, history starts at {oldest}")
             }
             Event::Disconnected { why, retry_in } => {
-                println!("! {why}; reconnecting in {retry_in:?}")
+                format!("! {why}; reconnecting in {retry_in:?}")
             }
+        };
+        // A closed stdout (`| head`) ends the client quietly instead of a panic.
+        if writeln!(std::io::stdout(), "{line}").is_err() {
+            break;
         }
     }
+    drop(rx);
     task.await?;
     Ok(())
 }

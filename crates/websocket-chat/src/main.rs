@@ -1,5 +1,6 @@
 //! The command line of lesson 8. No arguments runs the demo; see `--help`.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -83,7 +84,10 @@ async fn run_client(addr: SocketAddr, name: String) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let printer = tokio::spawn(async move {
         while let Some(line) = out_rx.recv().await {
-            println!("{line}");
+            // A closed stdout (`| head`) ends the printing, not in a panic.
+            if writeln!(std::io::stdout(), "{line}").is_err() {
+                break;
+            }
         }
     });
     let url = format!("ws://{addr}/ws");
