@@ -168,7 +168,6 @@ async fn demo() -> anyhow::Result<()> {
         if frame.opcode == opcode::CLOSE {
             println!("\n== the close frame alice got: 2-byte code, then the reason ==");
             explain(rest)?;
-            println!("code = {:?}, reason = {:?}", frame.close_code(), frame.close_reason());
         }
         rest = &rest[used..];
     }
@@ -227,6 +226,14 @@ fn explain(bytes: &[u8]) -> anyhow::Result<()> {
     if let Some(key) = frame.mask {
         println!("masking key = {:02x?}; payload XOR key[i % 4] gives:", key);
     }
-    println!("payload = {}", frame.text());
+    match frame.close_code() {
+        Some(code) => println!(
+            "payload = {:02x} {:02x} (code {code}) + {:?}",
+            frame.payload[0],
+            frame.payload[1],
+            frame.close_reason()
+        ),
+        None => println!("payload = {}", frame.text()),
+    }
     Ok(())
 }
