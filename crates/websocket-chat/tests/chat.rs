@@ -423,3 +423,18 @@ async fn a_client_close_is_answered_at_once() {
     eventually(WAIT, "the client to be forgotten", || chat.stats().connections == 0).await;
     server.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_message_over_the_limit_in_small_fragments_is_closed_with_1009_too() {
+    let (server, _) = start(Config { max_message_bytes: 1024, ..quick() }).await;
+    let mut raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
+    // Each fragment is under the limit; together they are over it.
+    let mut first = Frame::client(opcode::TEXT, &[b'a'; 600], [1, 2, 3, 4]);
+    first.fin = false;
+    let last = Frame::client(opcode::CONTINUATION, &[b'b'; 600], [5, 6, 7, 8]);
+    raw.send_bytes(&first.encode()).await.expect("send first fragment");
+    raw.send_bytes(&last.encode()).await.expect("send last fragment");
+    let close = raw.read_until_close(WAIT).await.expect("read").expect("a close frame");
+    assert_eq!(close.close_code(), Some(close_code::TOO_BIG), "{}", close.close_reason());
+    server.shutdown().await.expect("clean shutdown");
+}
