@@ -438,3 +438,39 @@ async fn a_message_over_the_limit_in_small_fragments_is_closed_with_1009_too() {
     assert_eq!(close.close_code(), Some(close_code::TOO_BIG), "{}", close.close_reason());
     server.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn the_terminal_client_answers_pings_and_stays_connected() {
+    use websocket_chat::client::{self, Backoff};
+    let config = Config {
+        ping_interval: Duration::from_millis(50),
+        pong_timeout: Duration::from_millis(200),
+        ..quick()
+    };
+    let (server, chat) = start(config).await;
+    let (_line_tx, line_rx) = tokio::sync::mpsc::channel(8);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(64);
+    let stop = harness::CancellationToken::new();
+    let url = url(server.addr());
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { client::run(&url, "pat", line_rx, out_tx, Backoff::default(), stop).await }
+    });
+    within(WAIT, "pat to join", async {
+        while let Some(line) = out_rx.recv().await {
+            if line.contains("pat joined lobby") {
+                return;
+            }
+        }
+    })
+    .await;
+    // Twenty ping intervals, four times the pong timeout: a client that did
+    // not answer would have been dropped (see the raw-socket test above).
+    let quiet = tokio::time::timeout(Duration::from_secs(1), out_rx.recv()).await;
+    assert!(quiet.is_err(), "the client printed something: {quiet:?}");
+    assert_eq!(chat.stats().heartbeat_timeouts, 0);
+    assert_eq!(chat.stats().named, 1);
+    stop.cancel();
+    within(WAIT, "the client to stop", task).await.expect("client task");
+    server.shutdown().await.expect("clean shutdown");
+}
