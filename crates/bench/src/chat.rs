@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use websocket_chat::{Chat, Config};
 
-use crate::stats::{percentile, rate};
+use crate::stats::{percentile_sorted, rate};
 
 /// Options of `bench chat`.
 #[derive(Debug, clap::Args)]
@@ -191,8 +191,8 @@ async fn measure(n: usize, args: &Args) -> anyhow::Result<Outcome> {
         sent,
         deliveries,
         elapsed,
-        p50: percentile(&all, 50.0).unwrap_or_default(),
-        p99: percentile(&all, 99.0).unwrap_or_default(),
+        p50: percentile_sorted(&all, 50.0).unwrap_or_default(),
+        p99: percentile_sorted(&all, 99.0).unwrap_or_default(),
         max: all.last().copied().unwrap_or_default(),
         kicked,
     })

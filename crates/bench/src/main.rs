@@ -15,8 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Report {
-    /// websocket-chat: broadcast deliveries per second and delivery latency
-    /// with 100 and 1,000 connected clients.
+    /// Lesson 8: websocket-chat broadcast deliveries/s and p99 delivery
+    /// latency with 100 and 1,000 connected clients.
     Chat(chat::Args),
 }
 

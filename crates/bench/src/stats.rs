@@ -5,7 +5,7 @@ use std::time::Duration;
 /// The `p`-th percentile (0..=100) of `sorted` by the nearest-rank method:
 /// the smallest value with at least `p`% of the samples at or below it.
 /// `None` for no samples. `sorted` must be in ascending order.
-pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+pub fn percentile_sorted<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     if sorted.is_empty() {
         return None;
     }
@@ -27,15 +27,18 @@ mod tests {
     #[test]
     fn nearest_rank_percentiles() {
         let v: Vec<u32> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), Some(50));
-        assert_eq!(percentile(&v, 99.0), Some(99));
-        assert_eq!(percentile(&v, 100.0), Some(100));
-        assert_eq!(percentile(&v, 0.0), Some(1));
-        assert_eq!(percentile(&[7u32], 99.0), Some(7));
-        assert_eq!(percentile::<u32>(&[], 50.0), None);
+        assert_eq!(percentile_sorted(&v, 50.0), Some(50));
+        assert_eq!(percentile_sorted(&v, 99.0), Some(99));
+        assert_eq!(percentile_sorted(&v, 100.0), Some(100));
+        assert_eq!(percentile_sorted(&v, 0.0), Some(1));
+        assert_eq!(percentile_sorted(&[7u32], 99.0), Some(7));
+        assert_eq!(percentile_sorted::<u32>(&[], 50.0), None);
         // Ten samples: p99 is the largest, p90 the ninth.
         let ten: Vec<u32> = (1..=10).collect();
-        assert_eq!((percentile(&ten, 90.0), percentile(&ten, 99.0)), (Some(9), Some(10)));
+        assert_eq!(
+            (percentile_sorted(&ten, 90.0), percentile_sorted(&ten, 99.0)),
+            (Some(9), Some(10))
+        );
     }
 
     #[test]
