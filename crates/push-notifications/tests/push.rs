@@ -307,3 +307,21 @@ async fn the_client_resumes_after_a_dropped_connection() {
 async fn next(rx: &mut mpsc::Receiver<Event>) -> Event {
     within(WAIT, "a client event", rx.recv()).await.expect("the client is running")
 }
+
+#[tokio::test]
+async fn a_subscriber_that_never_pongs_is_dropped_and_its_subscription_with_it() {
+    use harness::ws::{Frame, RawWs, opcode};
+    let config = Config {
+        ping_interval: Duration::from_millis(50),
+        pong_timeout: Duration::from_millis(200),
+        ..quick()
+    };
+    let (server, push) = start(config).await;
+    let mut mute = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
+    let sub = Frame::client(opcode::TEXT, br#"{"event":"e"}"#, [1, 2, 3, 4]);
+    mute.send_bytes(&sub.encode()).await.expect("subscribe");
+    let close = mute.read_until_close(WAIT).await.expect("read").expect("a close frame");
+    assert_eq!(close.close_code(), Some(close_code::HEARTBEAT_TIMEOUT));
+    eventually(WAIT, "the subscription to go", || push.stats().subscribers.is_empty()).await;
+    server.shutdown().await.expect("clean shutdown");
+}
