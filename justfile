@@ -62,3 +62,10 @@ long-polling *ARGS:
 # Lesson 7: Server-Sent Events, Last-Event-ID and slow subscribers.
 sse *ARGS:
     cargo run -p sse -- {{ARGS}}
+# Lesson 8: WebSocket chat with rooms, heartbeats and bounded queues.
+websocket-chat *ARGS:
+    cargo run -p websocket-chat -- {{ARGS}}
+
+# Lesson 9: push notifications over WebSocket, with replay after a reconnect.
+push-notifications *ARGS:
+    cargo run -p push-notifications -- {{ARGS}}

@@ -9,6 +9,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod chat;
 mod keepalive;
 mod stats;
 mod todo;
@@ -27,11 +28,15 @@ enum Report {
     Keepalive(keepalive::Args),
     /// Lesson 10: rest-todo reads and writes at 50 concurrent clients, memory vs SQLite.
     Todo(todo::Args),
+    /// Lesson 8: websocket-chat broadcast deliveries/s and p99 delivery
+    /// latency with 100 and 1,000 connected clients.
+    Chat(chat::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().report {
         Report::Keepalive(args) => tokio::runtime::Runtime::new()?.block_on(keepalive::run(args)),
         Report::Todo(args) => todo::run(args),
+        Report::Chat(args) => chat::run(args),
     }
 }

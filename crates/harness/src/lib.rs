@@ -11,6 +11,8 @@
 //! * [`sse`]: an event-stream parser that follows the HTML specification.
 //! * [`tap`]: the wire tap, a loopback proxy that counts connections and
 //!   bytes each way and keeps a transcript to print as a hexdump.
+//! * [`ws`]: WebSocket clients, a polite one with deadlines and a raw one
+//!   that writes frames by hand.
 //!
 //! Run its own tests with `cargo test -p harness`.
 
@@ -20,6 +22,7 @@ pub mod server;
 pub mod sse;
 pub mod tap;
 pub mod wait;
+pub mod ws;
 
 pub use net::{IO_TIMEOUT, TcpClient, UdpClient};
 pub use server::{BlockingServer, EPHEMERAL, SHUTDOWN_DEADLINE, TaskServer};

@@ -1,0 +1,476 @@
+//! Every promise of chapter 8, over real sockets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use harness::ws::{Frame, RawWs, SAMPLE_KEY, WEBSOCKET_GUID, WsClient, opcode};
+use harness::{TaskServer, eventually, within};
+use serde_json::{Value, json};
+use websocket_chat::{Chat, Config, MAX_NAME_CHARS, close_code};
+
+/// How long a test waits for any one thing the server should do at once.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The default limits, except that the server waits only briefly for a
+/// client to answer its close frame (test clients that are not reading never
+/// will, and the default grace would only make the tests slow).
+fn quick() -> Config {
+    Config { close_grace: Duration::from_millis(300), ..Config::default() }
+}
+
+type Server = TaskServer<std::io::Result<()>>;
+
+async fn start(config: Config) -> (Server, Chat) {
+    let chat = Chat::new(config);
+    let c = chat.clone();
+    let server = TaskServer::start(move |l, t| c.serve(l, t)).await.expect("bind a loopback port");
+    (server, chat)
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/ws")
+}
+
+/// Connects and chooses `name`, and waits for the server's join notice.
+async fn join(addr: SocketAddr, name: &str) -> WsClient {
+    let mut c = WsClient::connect(&url(addr)).await.expect("connect");
+    c.send_json(&json!({"type": "username", "data": name})).await.expect("send username");
+    let notice = format!("{name} joined lobby");
+    c.recv_json_where(WAIT, |v| v["type"] == "info" && v["message"] == notice.as_str())
+        .await
+        .expect("own join notice");
+    c
+}
+
+async fn say(c: &mut WsClient, text: &str) {
+    c.send_json(&json!({"type": "message", "data": text})).await.expect("send message");
+}
+
+async fn next_of_type(c: &mut WsClient, kind: &str) -> Value {
+    c.recv_json_where(WAIT, |v| v["type"] == kind).await.unwrap_or_else(|e| panic!("a {kind}: {e}"))
+}
+
+#[tokio::test]
+async fn handshake_accept_is_sha1_of_key_and_guid() {
+    let (server, _) = start(quick()).await;
+    let raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
+    // Compute what RFC 6455 says the answer must be: base64(SHA-1(key + GUID)).
+    let digest = sha1_smol::Sha1::from(format!("{SAMPLE_KEY}{WEBSOCKET_GUID}")).digest().bytes();
+    let expected = base64::engine::general_purpose::STANDARD.encode(digest);
+    assert_eq!(expected, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "the RFC's own example");
+    let head = raw.response_head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    let accept = raw
+        .response_head
+        .lines()
+        .find_map(|l| l.strip_prefix("sec-websocket-accept: "))
+        .or_else(|| {
+            raw.response_head.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Accept: "))
+        })
+        .expect("an accept header");
+    assert_eq!(accept.trim(), expected);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_notes_protocol_works_unchanged() {
+    let (server, _) = start(quick()).await;
+    let mut alice = join(server.addr(), "alice").await;
+    let mut bob = join(server.addr(), "bob").await;
+    let notice = next_of_type(&mut alice, "info").await;
+    assert_eq!(notice, json!({"type": "info", "message": "bob joined lobby"}));
+    say(&mut alice, "hello").await;
+    for c in [&mut alice, &mut bob] {
+        let m = next_of_type(c, "message").await;
+        assert_eq!(m["username"], "alice");
+        assert_eq!(m["message"], "hello");
+        assert_eq!(m["room"], "lobby");
+    }
+    drop(bob);
+    let left = next_of_type(&mut alice, "info").await;
+    assert_eq!(left["message"], "bob left lobby");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn usernames_are_validated_and_the_connection_survives() {
+    let (server, chat) = start(quick()).await;
+    let _alice = join(server.addr(), "alice").await;
+    let mut c = WsClient::connect(&url(server.addr())).await.expect("connect");
+    let too_long = "x".repeat(MAX_NAME_CHARS + 1);
+    for (name, complaint) in
+        [("", "empty"), ("   ", "empty"), (too_long.as_str(), "at most"), ("ALICE", "taken")]
+    {
+        c.send_json(&json!({"type": "username", "data": name})).await.expect("send");
+        let e = next_of_type(&mut c, "error").await;
+        let text = e["message"].as_str().expect("error text");
+        assert!(text.contains(complaint), "{name:?}: {text}");
+    }
+    // Nothing before a name is accepted either.
+    say(&mut c, "hi").await;
+    let e = next_of_type(&mut c, "error").await;
+    assert!(e["message"].as_str().expect("text").contains("username"), "{e}");
+    // And after all that, the same connection can still join.
+    c.send_json(&json!({"type": "username", "data": "carol"})).await.expect("send");
+    let ok = next_of_type(&mut c, "info").await;
+    assert_eq!(ok["message"], "carol joined lobby");
+    assert_eq!(chat.stats().named, 2);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn malformed_unknown_and_binary_messages_get_errors_not_disconnects() {
+    let (server, _) = start(quick()).await;
+    let mut c = join(server.addr(), "alice").await;
+    for bad in ["not json", "{\"type\":\"dance\",\"data\":1}", "{\"data\":\"x\"}", "[1,2]"] {
+        c.send_text(bad).await.expect("send");
+        let e = next_of_type(&mut c, "error").await;
+        assert!(e["message"].as_str().expect("text").contains("could not understand"), "{e}");
+    }
+    c.send(tokio_tungstenite::tungstenite::Message::binary(vec![1u8, 2, 3])).await.expect("send");
+    let e = next_of_type(&mut c, "error").await;
+    assert!(e["message"].as_str().expect("text").contains("binary"), "{e}");
+    // Still connected and still chatting.
+    say(&mut c, "still here").await;
+    assert_eq!(next_of_type(&mut c, "message").await["message"], "still here");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn rooms_keep_messages_apart_and_who_lists_them() {
+    let (server, _) = start(quick()).await;
+    let mut alice = join(server.addr(), "alice").await;
+    let mut bob = join(server.addr(), "bob").await;
+    bob.send_json(&json!({"type": "join", "data": "rust"})).await.expect("join");
+    let left = alice.recv_json_where(WAIT, |v| v["message"] == "bob left lobby").await;
+    left.expect("alice sees bob leave the lobby");
+    bob.recv_json_where(WAIT, |v| v["message"] == "bob joined rust").await.expect("bob in rust");
+
+    say(&mut alice, "lobby only").await;
+    say(&mut bob, "rust only").await;
+    let a = next_of_type(&mut alice, "message").await;
+    assert_eq!((a["message"].as_str(), a["room"].as_str()), (Some("lobby only"), Some("lobby")));
+    let b = next_of_type(&mut bob, "message").await;
+    assert_eq!((b["message"].as_str(), b["room"].as_str()), (Some("rust only"), Some("rust")));
+
+    bob.send_json(&json!({"type": "who"})).await.expect("who");
+    let who = next_of_type(&mut bob, "who").await;
+    assert_eq!(who, json!({"type":"who","room":"rust","users":["bob"],"online":["alice","bob"]}));
+
+    bob.send_json(&json!({"type": "leave"})).await.expect("leave");
+    alice.recv_json_where(WAIT, |v| v["message"] == "bob joined lobby").await.expect("back");
+    say(&mut bob, "back in the lobby").await;
+    let a = next_of_type(&mut alice, "message").await;
+    assert_eq!(a["message"], "back in the lobby");
+    // Leaving the lobby is an error, not a move.
+    bob.send_json(&json!({"type": "leave"})).await.expect("leave");
+    assert!(
+        next_of_type(&mut bob, "error").await["message"].as_str().expect("t").contains("lobby")
+    );
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_peer_that_never_pongs_is_dropped_and_one_that_does_stays() {
+    let config = Config {
+        ping_interval: Duration::from_millis(50),
+        pong_timeout: Duration::from_millis(200),
+        ..quick()
+    };
+    let (server, chat) = start(config).await;
+    // The raw client reads (so it sees the pings) but never answers.
+    let mut mute = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
+    let mut pings = 0;
+    let close = within(WAIT, "the heartbeat close", async {
+        loop {
+            match mute.read_frame(WAIT).await.expect("read") {
+                Some(f) if f.opcode == opcode::PING => pings += 1,
+                Some(f) if f.opcode == opcode::CLOSE => return f,
+                Some(f) => panic!("unexpected frame {f:?}"),
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    })
+    .await;
+    assert!(pings >= 2, "pinged {pings} times before giving up");
+    assert_eq!(close.close_code(), Some(close_code::HEARTBEAT_TIMEOUT));
+    assert!(close.close_reason().contains("no pong"), "{}", close.close_reason());
+
+    // A real client answers pings just by reading; it outlives many intervals.
+    let mut alice = join(server.addr(), "alice").await;
+    let quiet = alice.recv_text(Duration::from_millis(800)).await;
+    assert!(quiet.is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut), "no messages");
+    alice.send_json(&json!({"type": "who"})).await.expect("still open");
+    assert_eq!(next_of_type(&mut alice, "who").await["users"], json!(["alice"]));
+    assert_eq!(chat.stats().heartbeat_timeouts, 1);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// A client that completes the handshake and then never reads, with a tiny
+/// receive buffer so the server's writes back up quickly.
+async fn connect_non_reader(addr: SocketAddr) -> RawWs {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let std: std::net::TcpStream = socket.into();
+    let stream = tokio::net::TcpStream::from_std(std).expect("tokio stream");
+    let mut raw = RawWs::handshake(stream, addr, "/ws").await.expect("upgrade");
+    let hello = Frame::client(opcode::TEXT, br#"{"type":"username","data":"slow"}"#, [9, 8, 7, 6]);
+    raw.send_bytes(&hello.encode()).await.expect("send name");
+    raw
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_with_a_reason_and_memory_stays_bounded() {
+    const QUEUE: usize = 8;
+    let config = Config { queue_capacity: QUEUE, close_grace: Duration::from_secs(5), ..quick() };
+    let (server, chat) = start(config).await;
+    let mut alice = join(server.addr(), "alice").await;
+    let mut bob = join(server.addr(), "bob").await;
+    let mut slow = connect_non_reader(server.addr()).await;
+    alice.recv_json_where(WAIT, |v| v["message"] == "slow joined lobby").await.expect("slow in");
+
+    // Alice chats in 8 KiB lines, each time waiting for her own line to come
+    // back, so she and Bob keep up and only the non-reader falls behind.
+    let line = "x".repeat(8 * 1024);
+    let mut max_queued = 0;
+    let mut sent = 0;
+    while chat.stats().kicked_slow == 0 {
+        assert!(sent < 20_000, "the non-reader was never disconnected");
+        say(&mut alice, &line).await;
+        next_of_type(&mut alice, "message").await;
+        next_of_type(&mut bob, "message").await;
+        sent += 1;
+        max_queued = max_queued.max(chat.stats().queued);
+    }
+    // The bound: never more than one full queue per client waiting in memory.
+    assert!(max_queued <= 3 * QUEUE, "queued {max_queued} messages");
+
+    // Never silently: once it reads again, the non-reader finds, after the
+    // backlog, a close frame that says why.
+    let close = slow.read_until_close(WAIT).await.expect("read backlog");
+    let close = close.expect("a close frame, not just a dropped connection");
+    assert_eq!(close.close_code(), Some(close_code::POLICY));
+    assert!(close.close_reason().contains("too slow"), "{}", close.close_reason());
+
+    // The others chat on.
+    bob.recv_json_where(WAIT, |v| v["message"] == "slow left lobby").await.expect("leave notice");
+    say(&mut bob, "still here").await;
+    let m = alice.recv_json_where(WAIT, |v| v["message"] == "still here").await;
+    assert_eq!(m.expect("alice hears bob")["username"], "bob");
+    eventually(WAIT, "the non-reader to be forgotten", || chat.stats().connections == 2).await;
+    assert_eq!(chat.stats().kicked_slow, 1);
+    // Polite goodbyes, so the server's long grace is not spent waiting for them.
+    alice.close().await.expect("close");
+    bob.close().await.expect("close");
+    drop(slow);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_closed_with_1009() {
+    let config = Config { max_message_bytes: 1024, ..quick() };
+    let (server, chat) = start(config).await;
+    let mut alice = join(server.addr(), "alice").await;
+    // Right at the limit is fine...
+    let fits = json!({"type": "message", "data": "y".repeat(990)}).to_string();
+    assert!(fits.len() <= 1024);
+    alice.send_text(&fits).await.expect("send");
+    next_of_type(&mut alice, "message").await;
+    // ...one byte over is not.
+    alice.send_text(&"z".repeat(1025)).await.expect("send");
+    alice.expect_close(WAIT, close_code::TOO_BIG, "too long").await;
+    eventually(WAIT, "the big sender to be forgotten", || chat.stats().connections == 0).await;
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_text_frame_is_closed_with_1007() {
+    let (server, _) = start(quick()).await;
+    let mut raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
+    // 0xC3 starts a two-byte sequence; 0x28 cannot continue it.
+    raw.send_text_frame(&[0xC3, 0x28]).await.expect("send");
+    let close = raw.read_until_close(WAIT).await.expect("read").expect("a close frame");
+    assert_eq!(close.close_code(), Some(close_code::INVALID_DATA));
+    assert!(close.close_reason().contains("UTF-8"), "{}", close.close_reason());
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_with_503() {
+    let (server, chat) = start(Config { max_connections: 2, ..quick() }).await;
+    let a = join(server.addr(), "a").await;
+    let _b = join(server.addr(), "b").await;
+    let refused = WsClient::connect(&url(server.addr())).await.expect_err("third is refused");
+    assert!(refused.to_string().contains("503"), "{refused}");
+    a.close().await.expect("close");
+    eventually(WAIT, "a's slot to free up", || chat.stats().connections == 1).await;
+    let _c = join(server.addr(), "c").await;
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn shutdown_sends_1001_to_every_open_connection() {
+    let (server, _) = start(quick()).await;
+    let mut alice = join(server.addr(), "alice").await;
+    let mut nameless = WsClient::connect(&url(server.addr())).await.expect("connect");
+    server.shutdown().await.expect("clean shutdown");
+    alice.expect_close(WAIT, close_code::GOING_AWAY, "shutting down").await;
+    nameless.expect_close(WAIT, close_code::GOING_AWAY, "shutting down").await;
+}
+
+#[tokio::test]
+async fn the_page_is_served_at_the_root() {
+    let (server, _) = start(quick()).await;
+    let resp = harness::http::get(server.addr(), "/").await.expect("GET /");
+    assert_eq!(resp.status, 200);
+    assert!(resp.header("content-type").is_some_and(|v| v.starts_with("text/html")));
+    assert!(resp.text().contains("new WebSocket("), "the page opens a WebSocket");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_terminal_client_reconnects_with_backoff_when_the_server_comes_back() {
+    use websocket_chat::client::{self, Backoff};
+    let (server, _) = start(quick()).await;
+    let addr = server.addr();
+    let (line_tx, line_rx) = tokio::sync::mpsc::channel(8);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(64);
+    let stop = harness::CancellationToken::new();
+    let backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { client::run(&url(addr), "dora", line_rx, out_tx, backoff, stop).await }
+    });
+    let mut wait_for = async |want: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = within(WAIT, want, out_rx.recv()).await.expect("client output");
+            seen.push(line.clone());
+            if line.contains(want) {
+                return seen;
+            }
+        }
+    };
+    wait_for("dora joined lobby").await;
+    line_tx.send("/join rust".into()).await.expect("type");
+    wait_for("dora joined rust").await;
+
+    // The server goes away; the client notices and keeps trying.
+    server.shutdown().await.expect("clean shutdown");
+    let seen = wait_for("reconnecting").await;
+    assert!(seen.iter().any(|l| l.contains("1001")), "it saw why: {seen:?}");
+
+    // A new server on the same port: the client comes back by itself, with
+    // its name and its room.
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind the same port");
+    let chat = Chat::new(quick());
+    let server = TaskServer::start_with(listener, {
+        let chat = chat.clone();
+        move |l, t| chat.serve(l, t)
+    })
+    .expect("start again");
+    wait_for("dora joined rust").await;
+    line_tx.send("back again".into()).await.expect("type");
+    wait_for("[rust] dora: back again").await;
+    stop.cancel();
+    within(WAIT, "the client to stop", task).await.expect("client task");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[test]
+fn backoff_doubles_up_to_its_cap_and_resets() {
+    use websocket_chat::client::Backoff;
+    let ms = Duration::from_millis;
+    let mut b = Backoff::new(ms(100), ms(500));
+    let delays: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
+    assert_eq!(delays, [ms(100), ms(200), ms(400), ms(500), ms(500)]);
+    b.reset();
+    assert_eq!(b.next_delay(), ms(100));
+}
+
+#[test]
+fn typed_lines_become_protocol_messages() {
+    use websocket_chat::ClientMsg;
+    use websocket_chat::client::parse_line;
+    assert_eq!(parse_line("/join rust"), Some(ClientMsg::Join("rust".into())));
+    assert_eq!(parse_line("/leave"), Some(ClientMsg::Leave));
+    assert_eq!(parse_line("/who"), Some(ClientMsg::Who));
+    assert_eq!(parse_line("  hello there "), Some(ClientMsg::Message("hello there".into())));
+    assert_eq!(parse_line("   "), None);
+    let json = serde_json::to_string(&ClientMsg::Leave).expect("serialize");
+    assert_eq!(json, r#"{"type":"leave"}"#);
+    let json = serde_json::to_string(&ClientMsg::Username("a".into())).expect("serialize");
+    assert_eq!(json, r#"{"type":"username","data":"a"}"#);
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_at_once() {
+    let (server, chat) = start(quick()).await;
+    let mut a = join(server.addr(), "a").await;
+    let bye = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: 1000.into(),
+        reason: "bye".into(),
+    };
+    a.send(tokio_tungstenite::tungstenite::Message::Close(Some(bye))).await.expect("send close");
+    // The echo must come straight away, well inside the server's close grace.
+    let closed = a.recv_close(Duration::from_millis(200)).await.expect("the close echo");
+    assert_eq!(closed.code, Some(1000));
+    eventually(WAIT, "the client to be forgotten", || chat.stats().connections == 0).await;
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_in_small_fragments_is_closed_with_1009_too() {
+    let (server, _) = start(Config { max_message_bytes: 1024, ..quick() }).await;
+    let mut raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
+    // Each fragment is under the limit; together they are over it.
+    let mut first = Frame::client(opcode::TEXT, &[b'a'; 600], [1, 2, 3, 4]);
+    first.fin = false;
+    let last = Frame::client(opcode::CONTINUATION, &[b'b'; 600], [5, 6, 7, 8]);
+    raw.send_bytes(&first.encode()).await.expect("send first fragment");
+    raw.send_bytes(&last.encode()).await.expect("send last fragment");
+    let close = raw.read_until_close(WAIT).await.expect("read").expect("a close frame");
+    assert_eq!(close.close_code(), Some(close_code::TOO_BIG), "{}", close.close_reason());
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_terminal_client_answers_pings_and_stays_connected() {
+    use websocket_chat::client::{self, Backoff};
+    let config = Config {
+        ping_interval: Duration::from_millis(50),
+        pong_timeout: Duration::from_millis(200),
+        ..quick()
+    };
+    let (server, chat) = start(config).await;
+    let (_line_tx, line_rx) = tokio::sync::mpsc::channel(8);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(64);
+    let stop = harness::CancellationToken::new();
+    let url = url(server.addr());
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { client::run(&url, "pat", line_rx, out_tx, Backoff::default(), stop).await }
+    });
+    within(WAIT, "pat to join", async {
+        while let Some(line) = out_rx.recv().await {
+            if line.contains("pat joined lobby") {
+                return;
+            }
+        }
+    })
+    .await;
+    // Twenty ping intervals, four times the pong timeout: a client that did
+    // not answer would have been dropped (see the raw-socket test above).
+    let quiet = tokio::time::timeout(Duration::from_secs(1), out_rx.recv()).await;
+    assert!(quiet.is_err(), "the client printed something: {quiet:?}");
+    assert_eq!(chat.stats().heartbeat_timeouts, 0);
+    assert_eq!(chat.stats().named, 1);
+    stop.cancel();
+    within(WAIT, "the client to stop", task).await.expect("client task");
+    server.shutdown().await.expect("clean shutdown");
+}
