@@ -31,6 +31,10 @@ bench *ARGS:
 docs:
     cargo doc --workspace --no-deps --open
 
+# The browser pages, in headless Chromium (needs Debian's chromium and chromium-driver).
+browser:
+    cargo test -p browser-tests -- --ignored
+
 # What CI runs on a fresh clone.
 ci:
     bash .ci/run
