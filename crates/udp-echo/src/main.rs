@@ -104,8 +104,7 @@ fn demo() -> anyhow::Result<()> {
     client.connect(addr)?;
     for i in 1..=10 {
         let msg = format!("message {i}");
-        let reply =
-            udp_echo::request(&client, addr, msg.as_bytes(), Duration::from_millis(50), 10)?;
+        let reply = udp_echo::request(&client, addr, msg.as_bytes(), REPLY_TIMEOUT, 10)?;
         println!(
             "{msg:>10} -> echoed after {} send{}",
             reply.attempts,
