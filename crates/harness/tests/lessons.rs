@@ -97,19 +97,24 @@ fn every_lesson_is_complete() {
                 problems.push(format!("{lesson}: src/lib.rs has no //! header"));
             }
             if !header.contains(&format!("cargo run -p {lesson}")) {
-                problems.push(format!("{lesson}: the //! header does not say `cargo run -p {lesson}`"));
+                problems
+                    .push(format!("{lesson}: the //! header does not say `cargo run -p {lesson}`"));
             }
             for other in header.split("cargo run -p ").skip(1) {
                 let named: String =
                     other.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
                 if named != lesson && named != "bench" {
-                    problems.push(format!("{lesson}: the //! header runs another package: {named}"));
+                    problems
+                        .push(format!("{lesson}: the //! header runs another package: {named}"));
                 }
             }
         } else {
             problems.push(format!("{lesson}: no src/lib.rs"));
         }
-        if !justfile.lines().any(|l| l.starts_with(&format!("{lesson} ")) || l.starts_with(&format!("{lesson}:"))) {
+        if !justfile
+            .lines()
+            .any(|l| l.starts_with(&format!("{lesson} ")) || l.starts_with(&format!("{lesson}:")))
+        {
             problems.push(format!("{lesson}: no justfile recipe named {lesson}"));
         }
         let has_test = fs::read_dir(dir.join("tests")).into_iter().flatten().flatten().any(|e| {
@@ -131,7 +136,10 @@ fn readme_rows_name_real_crates() {
         for part in line.split("cargo run -p ").skip(1) {
             let name: String =
                 part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-            assert!(root.join("crates").join(&name).is_dir(), "README row names crate {name}, which does not exist");
+            assert!(
+                root.join("crates").join(&name).is_dir(),
+                "README row names crate {name}, which does not exist"
+            );
         }
     }
 }
@@ -204,7 +212,9 @@ fn stands_in(source: &str, excerpt: &[String]) -> bool {
         if run.is_empty() {
             continue;
         }
-        match (from..=src.len().saturating_sub(run.len())).find(|&i| src[i..i + run.len()] == run[..]) {
+        match (from..=src.len().saturating_sub(run.len()))
+            .find(|&i| src[i..i + run.len()] == run[..])
+        {
             Some(i) => from = i + run.len(),
             None => return false,
         }

@@ -416,11 +416,18 @@ fn accept_all(
         // Readable and writable, once, for the connection's whole life. With
         // edge-triggered epoll a writable event only comes when the send
         // buffer goes from full to not full, so this costs nothing while idle.
-        if let Err(e) = poll.registry().register(&mut stream, token, Interest::READABLE.add(Interest::WRITABLE)) {
+        if let Err(e) =
+            poll.registry().register(&mut stream, token, Interest::READABLE.add(Interest::WRITABLE))
+        {
             eprintln!("evented: cannot register a connection: {e}");
             continue;
         }
-        entry.insert(Conn { stream, out: Vec::new(), read_closed: false, last_active: Instant::now() });
+        entry.insert(Conn {
+            stream,
+            out: Vec::new(),
+            read_closed: false,
+            last_active: Instant::now(),
+        });
         stats.open.fetch_add(1, Ordering::SeqCst);
         stats.accepted.fetch_add(1, Ordering::Relaxed);
     }

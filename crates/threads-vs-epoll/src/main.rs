@@ -65,7 +65,12 @@ fn main() -> anyhow::Result<()> {
             std::io::stdout().flush()?;
             let config = Config { max_connections, ..Config::default() };
             // Ctrl-C ends the process; the kernel closes every socket.
-            flavour.serve(listener, &config, &Stats::shared(), &Arc::new(AtomicBool::new(false)))?;
+            flavour.serve(
+                listener,
+                &config,
+                &Stats::shared(),
+                &Arc::new(AtomicBool::new(false)),
+            )?;
             Ok(())
         }
         Some(Cmd::Client { addr, message }) => {
@@ -107,7 +112,9 @@ fn mib(s: ProcStatus) -> f64 {
 
 fn demo(clients: usize) -> anyhow::Result<()> {
     let (old, new) = raise_nofile()?;
-    println!("open-file limit (ulimit -n) raised from {old} to {new} for this demo and its servers");
+    println!(
+        "open-file limit (ulimit -n) raised from {old} to {new} for this demo and its servers"
+    );
     println!(
         "each server runs as its own child process, so /proc/<pid>/status counts that server alone\n"
     );

@@ -159,7 +159,9 @@ impl ChildServer {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(io::Error::other(format!("child server did not say its address: {other:?}")));
+                return Err(io::Error::other(format!(
+                    "child server did not say its address: {other:?}"
+                )));
             }
         };
         let Some(addr) = line.split_whitespace().last().and_then(|w| w.parse().ok()) else {
