@@ -351,7 +351,8 @@ pub fn serve_evented(
             // tries to write and to read until each says WouldBlock (or the
             // back-pressure cap stops reading), which covers both and is what
             // edge-triggered readiness demands.
-            let outcome = drive(conn, &mut scratch, config.write_buf_cap, stats);
+            let peer_closed = event.is_read_closed();
+            let outcome = drive(conn, &mut scratch, config.write_buf_cap, peer_closed, stats);
             match outcome {
                 Ok(Next::Wait) => {}
                 Ok(Next::Done) => close(&poll, &mut conns, key, stats),
@@ -378,7 +379,7 @@ pub fn serve_evented(
     }
     // Stopping: dropping the slab closes every connection.
     for (_, conn) in conns.iter() {
-        stats.buffered.fetch_sub(conn.out.len(), Ordering::SeqCst);
+        stats.buffered.fetch_sub(conn.out.len(), Ordering::Relaxed);
     }
     stats.open.fetch_sub(conns.len(), Ordering::SeqCst);
     Ok(())
@@ -437,7 +438,7 @@ fn accept_all(
 fn close(poll: &Poll, conns: &mut Slab<Conn>, key: usize, stats: &Stats) {
     if let Some(mut conn) = conns.try_remove(key) {
         let _ = poll.registry().deregister(&mut conn.stream);
-        stats.buffered.fetch_sub(conn.out.len(), Ordering::SeqCst);
+        stats.buffered.fetch_sub(conn.out.len(), Ordering::Relaxed);
         stats.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -446,20 +447,26 @@ fn close(poll: &Poll, conns: &mut Slab<Conn>, key: usize, stats: &Stats) {
 ///
 /// The rules of an edge-triggered loop, each one a bug when forgotten:
 /// * every call may say `WouldBlock`; that means "not now", never an error;
-/// * after an event, keep reading (or writing) until `WouldBlock`, because
-///   the kernel will not report the same readiness twice;
+/// * after an event, keep reading (or writing) until the socket is drained,
+///   because the kernel will not report the same readiness twice;
 /// * a write may take only part of the buffer: keep the rest for later;
 /// * when the unsent echo reaches `cap`, stop reading (back-pressure). The
 ///   client's data then waits in the kernel, the client's own writes block,
 ///   and our memory stays bounded. The next writable event calls us again and
 ///   we resume reading, since no new readable edge will come for data that
 ///   was already waiting.
-fn drive(conn: &mut Conn, scratch: &mut [u8], cap: usize, stats: &Stats) -> io::Result<Next> {
+///
+/// `peer_closed` says the event carried a hang-up (`EPOLLRDHUP`): then we
+/// read until the end-of-file, never stopping early (see the short read below).
+fn drive(
+    conn: &mut Conn,
+    scratch: &mut [u8],
+    cap: usize,
+    peer_closed: bool,
+    stats: &Stats,
+) -> io::Result<Next> {
     loop {
-        let before = conn.out.len();
-        let flushed = flush(conn, stats);
-        stats.buffered.fetch_sub(before - conn.out.len(), Ordering::SeqCst);
-        flushed?;
+        flush(conn, stats)?;
         if conn.read_closed {
             if conn.out.is_empty() {
                 // All echoed: send our FIN so the client's read-until-close ends.
@@ -472,48 +479,71 @@ fn drive(conn: &mut Conn, scratch: &mut [u8], cap: usize, stats: &Stats) -> io::
             return Ok(Next::Wait); // back-pressure: no reads until the client drains
         }
         let room = scratch.len().min(cap - conn.out.len());
-        match conn.stream.read(&mut scratch[..room]) {
-            Ok(0) => conn.read_closed = true,
-            Ok(n) => {
-                conn.last_active = Instant::now();
-                conn.out.extend_from_slice(&scratch[..n]);
-                stats.buffered.fetch_add(n, Ordering::SeqCst);
-                stats.peak_buffered.fetch_max(conn.out.len(), Ordering::SeqCst);
+        let n = match conn.stream.read(&mut scratch[..room]) {
+            Ok(0) => {
+                conn.read_closed = true;
+                continue;
             }
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Next::Wait),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
+        };
+        conn.last_active = Instant::now();
+        // The common case: nothing is queued, so echo straight from the
+        // scratch buffer and keep only what the socket would not take.
+        let sent =
+            if conn.out.is_empty() { write_some(&mut conn.stream, &scratch[..n])? } else { 0 };
+        stats.echoed.fetch_add(sent as u64, Ordering::Relaxed);
+        if sent < n {
+            conn.out.extend_from_slice(&scratch[sent..n]);
+            stats.buffered.fetch_add(n - sent, Ordering::Relaxed);
+            stats.peak_buffered.fetch_max(conn.out.len(), Ordering::Relaxed);
+        }
+        // A short read took everything the socket had, so the next read would
+        // only say WouldBlock: skip that syscall. It is safe because any byte
+        // arriving from now on raises a new edge, and an end-of-file that was
+        // already waiting showed up as `peer_closed` on this very event.
+        if n < room && !peer_closed {
+            return Ok(Next::Wait);
         }
     }
 }
 
-/// Writes as much of `conn.out` as the socket takes right now.
+/// Writes as much of `conn.out` as the socket takes right now and keeps the
+/// unsent tail, in order.
 fn flush(conn: &mut Conn, stats: &Stats) -> io::Result<()> {
+    if conn.out.is_empty() {
+        return Ok(());
+    }
+    let sent = write_some(&mut conn.stream, &conn.out)?;
+    conn.last_active = Instant::now();
+    stats.echoed.fetch_add(sent as u64, Ordering::Relaxed);
+    stats.buffered.fetch_sub(sent, Ordering::Relaxed);
+    if sent == conn.out.len() {
+        // Drop the allocation too: a connection that keeps up owns no buffer.
+        conn.out = Vec::new();
+    } else {
+        conn.out.drain(..sent);
+    }
+    Ok(())
+}
+
+/// Writes until `buf` is all sent or the socket says WouldBlock; returns how
+/// many bytes went out. A partial write is normal: the socket's send buffer
+/// had room for only part of it.
+fn write_some(stream: &mut MioStream, buf: &[u8]) -> io::Result<usize> {
     let mut sent = 0;
-    let result = loop {
-        if sent == conn.out.len() {
-            break Ok(());
-        }
-        match conn.stream.write(&conn.out[sent..]) {
-            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+    while sent < buf.len() {
+        match stream.write(&buf[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    if sent > 0 {
-        conn.last_active = Instant::now();
-        stats.echoed.fetch_add(sent as u64, Ordering::Relaxed);
-        if sent == conn.out.len() {
-            // Drop the allocation too: a connection that keeps up owns no buffer.
-            conn.out = Vec::new();
-        } else {
-            // A partial write: keep the unsent tail, in order.
-            conn.out.drain(..sent);
+            Err(e) => return Err(e),
         }
     }
-    result
+    Ok(sent)
 }
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+//! Load generators and the side-by-side measurements the chapters quote.
+//!
+//! ```text
+//! cargo run -p bench --release -- echo     # busy connections, 1 to 500: round trips/s, p50, p99
+//! cargo run -p bench --release -- c10k     # 100 to 10,000 connections: memory, threads, round trips/s
+//! ```
+//!
+//! Every report runs bounded loops against loopback only and stops by itself.
+//! Progress goes to stderr, the table to stdout, files under `docs/`.
+//! One module per report; the arithmetic they share is in `stats`.
+//! Numbers from a busy 2-core machine are noisy: compare ratios, not digits.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::{Parser, Subcommand};
+use threads_vs_epoll::measure::Flavour;
+
+mod c10k;
+mod echo;
+mod load;
+mod plot;
+mod stats;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks behind the chapters' numbers (run with --release)")]
+struct Cli {
+    #[command(subcommand)]
+    report: Report,
+    /// Threads of the load generator's tokio runtime. One leaves the other
+    /// core of a 2-core machine to the server under test.
+    #[arg(long, global = true, default_value_t = 1)]
+    client_threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Report {
+    /// Lesson 3: every connection busy, from 1 to 500 connections.
+    Echo(echo::Options),
+    /// Lesson 3: memory, threads and throughput from 100 to 10,000 connections.
+    #[command(name = "c10k")]
+    C10k(c10k::Options),
+    /// Internal: run one of lesson 3's servers on 127.0.0.1:0 and print its
+    /// address; the reports start this binary this way as a child process.
+    #[command(hide = true)]
+    Server {
+        #[arg(long, value_enum)]
+        flavour: Flavour,
+    },
+}
+
+/// The workspace's docs/ folder, where reports write their CSV and SVG.
+fn docs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+}
+
+fn main() -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("bench: this is a debug build; numbers mean little without --release");
+    }
+    let cli = Cli::parse();
+    let report = cli.report;
+    if let Report::Server { flavour } = report {
+        let listener = threads_vs_epoll::listen("127.0.0.1:0".parse()?)?;
+        println!("{} listening on {}", flavour.name(), listener.local_addr()?);
+        // Killed by the parent when the report is done.
+        let stats = threads_vs_epoll::Stats::shared();
+        let config = threads_vs_epoll::Config::default();
+        flavour.serve(listener, &config, &stats, &Arc::new(AtomicBool::new(false)))?;
+        return Ok(());
+    }
+    let rt = if cli.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cli.client_threads)
+            .enable_all()
+            .build()?
+    };
+    rt.block_on(async {
+        match report {
+            Report::Echo(opts) => echo::run(opts).await,
+            Report::C10k(opts) => c10k::run(opts).await,
+            Report::Server { .. } => Ok(()),
+        }
+    })
+}
