@@ -44,3 +44,7 @@ tcp-echo *ARGS:
 # Lesson 2: UDP echo, datagrams, loss and retries.
 udp-echo *ARGS:
     cargo run -p udp-echo -- {{ARGS}}
+
+# Lesson 3: a thread per connection against a mio (epoll) event loop.
+threads-vs-epoll *ARGS:
+    cargo run -p threads-vs-epoll -- {{ARGS}}

@@ -20,7 +20,7 @@ use crate::stats;
 #[derive(Debug, Clone)]
 pub struct Row {
     /// Which server.
-    pub server: &'static str,
+    pub server: String,
     /// Connections open at this step.
     pub connections: usize,
     /// How many of them did round trips.
@@ -58,6 +58,10 @@ pub struct Options {
     /// Which servers, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "threaded,evented,tokio")]
     pub servers: Vec<Flavour>,
+    /// Also measure the minimal C epoll server built from
+    /// crates/bench/c/epoll_echo.c (`gcc -O2 -o /tmp/epoll_echo crates/bench/c/epoll_echo.c`).
+    #[arg(long)]
+    pub c_epoll: Option<PathBuf>,
     /// Where the CSV and the SVG go (default: the workspace's docs/).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -79,12 +83,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     let duration = Duration::from_secs_f64(opts.seconds);
     let mut rows = Vec::new();
-    for &flavour in &opts.servers {
-        let server = load::spawn_server(flavour)?;
-        eprintln!("c10k: {} server is pid {} on {}", flavour.name(), server.pid(), server.addr());
+    for srv in load::targets(&opts.servers, opts.c_epoll.as_ref()) {
+        let server = srv.spawn()?;
+        let name = srv.name();
+        eprintln!("c10k: {} server is pid {} on {}", name, server.pid(), server.addr());
         let mut pool = Vec::new();
         for &target in &opts.steps {
-            eprint!("c10k: {:>8} ramp to {target:>5} connections ... ", flavour.name());
+            eprint!("c10k: {:>8} ramp to {target:>5} connections ... ", name);
             let ramp = match load::ramp(server.addr(), &mut pool, target).await {
                 Ok(t) => t,
                 Err(e) => {
@@ -98,7 +103,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             let after = server.status()?;
             let latency = stats::summarize(measured.latencies_us.clone());
             let row = Row {
-                server: flavour.name(),
+                server: name.clone(),
                 connections: target,
                 active: opts.active.min(target),
                 ramp,
@@ -190,7 +195,7 @@ pub fn to_csv(rows: &[Row]) -> String {
 
 /// Memory (left) and throughput (right) against connections, one line per server.
 fn to_svg(rows: &[Row], steps: &[usize], active: usize, duration: Duration) -> String {
-    let mut servers: Vec<&str> = rows.iter().map(|r| r.server).collect();
+    let mut servers: Vec<&str> = rows.iter().map(|r| r.server.as_str()).collect();
     servers.dedup();
     let series = |f: &dyn Fn(&Row) -> f64| -> Vec<Series> {
         servers

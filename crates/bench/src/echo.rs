@@ -24,6 +24,10 @@ pub struct Options {
     /// Which servers, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "threaded,evented,tokio")]
     pub servers: Vec<Flavour>,
+    /// Also measure the minimal C epoll server built from
+    /// crates/bench/c/epoll_echo.c (`gcc -O2 -o /tmp/epoll_echo crates/bench/c/epoll_echo.c`).
+    #[arg(long)]
+    pub c_epoll: Option<PathBuf>,
     /// Where the CSV goes (default: the workspace's docs/).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -40,11 +44,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         "server", "conns", "echo/s", "p50", "p99", "err"
     );
     let mut lines = Vec::new();
-    for &flavour in &opts.servers {
-        let server = load::spawn_server(flavour)?;
+    for srv in load::targets(&opts.servers, opts.c_epoll.as_ref()) {
+        let server = srv.spawn()?;
+        let name = srv.name();
         let mut pool = Vec::new();
         for &n in &opts.connections {
-            eprintln!("echo: {} with {n} busy connections for {duration:?}", flavour.name());
+            eprintln!("echo: {} with {n} busy connections for {duration:?}", name);
             load::ramp(server.addr(), &mut pool, n).await?;
             let m = load::hammer(&mut pool, n, duration).await?;
             let rate = stats::per_second(m.round_trips, m.elapsed);
@@ -52,14 +57,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             let (p50, p99) = lat.map_or((0, 0), |l| (l.p50, l.p99));
             lines.push(format!(
                 "{:>8} {:>6} {:>10.0} {:>6}µs {:>6}µs {:>4}",
-                flavour.name(),
-                n,
-                rate,
-                p50,
-                p99,
-                m.errors
+                name, n, rate, p50, p99, m.errors
             ));
-            csv.push_str(&format!("{},{n},{rate:.0},{p50},{p99},{}\n", flavour.name(), m.errors));
+            csv.push_str(&format!("{},{n},{rate:.0},{p50},{p99},{}\n", name, m.errors));
         }
     }
     for l in lines {

@@ -8,6 +8,7 @@
 //! from `/proc/<pid>/status`, are its own.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -32,13 +33,53 @@ pub const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
 /// server's backlog would only measure the kernel dropping handshakes.
 pub const CONNECT_CONCURRENCY: usize = 256;
 
-/// Starts `flavour` as a child process of this bench binary (its hidden
-/// `server` subcommand) on a port the kernel picks.
-pub fn spawn_server(flavour: Flavour) -> anyhow::Result<ChildServer> {
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["server", "--flavour", flavour.name()]);
-    ChildServer::spawn(cmd, Duration::from_secs(10))
-        .with_context(|| format!("starting the {} server", flavour.name()))
+/// A server to measure: one of lesson 3's flavours, or an outside program
+/// (the minimal C epoll server in `crates/bench/c/`) that takes a port as its
+/// first argument and prints its address on its first line.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Lesson 3's server, run by this bench binary's hidden `server` subcommand.
+    Lesson(Flavour),
+    /// An outside program, with the name it gets in tables.
+    External(String, PathBuf),
+}
+
+impl Target {
+    /// The name in tables and plots.
+    pub fn name(&self) -> String {
+        match self {
+            Target::Lesson(f) => f.name().to_owned(),
+            Target::External(name, _) => name.clone(),
+        }
+    }
+
+    /// Starts it as a child process on a port the kernel picks.
+    pub fn spawn(&self) -> anyhow::Result<ChildServer> {
+        let cmd = match self {
+            Target::Lesson(flavour) => {
+                let mut cmd = Command::new(std::env::current_exe()?);
+                cmd.args(["server", "--flavour", flavour.name()]);
+                cmd
+            }
+            Target::External(_, path) => {
+                let mut cmd = Command::new(path);
+                cmd.arg("0");
+                cmd
+            }
+        };
+        ChildServer::spawn(cmd, Duration::from_secs(10))
+            .with_context(|| format!("starting the {} server", self.name()))
+    }
+}
+
+/// The servers a report measures: the lesson's flavours asked for, then the
+/// C server if its binary was given.
+pub fn targets(flavours: &[Flavour], c_epoll: Option<&PathBuf>) -> Vec<Target> {
+    let mut out: Vec<Target> = flavours.iter().map(|&f| Target::Lesson(f)).collect();
+    if let Some(path) = c_epoll {
+        out.push(Target::External("c-epoll".into(), path.clone()));
+    }
+    out
 }
 
 /// Opens connections until `pool` holds `target`, each proven served by one

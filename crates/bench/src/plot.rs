@@ -21,6 +21,7 @@ pub fn colour_of(server: &str) -> &'static str {
         "threaded" => "#d62728",
         "evented" => "#1f77b4",
         "tokio" => "#2ca02c",
+        "c-epoll" => "#9467bd",
         _ => "#7f7f7f",
     }
 }
