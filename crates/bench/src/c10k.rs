@@ -39,6 +39,10 @@ pub struct Row {
     pub p50_us: u64,
     /// 99th percentile round trip (µs).
     pub p99_us: u64,
+    /// The fewest round trips one active connection managed (fairness).
+    pub fewest: u64,
+    /// Server context switches (all threads) per round trip during the active phase.
+    pub switches_per_trip: f64,
     /// Connections that failed during the active phase.
     pub errors: u64,
 }
@@ -99,7 +103,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             };
             let idle = server.status()?;
             eprint!("{ramp:.2?}; {} active for {duration:?} ... ", opts.active.min(target));
+            let switches_before = server.context_switches()?;
             let measured = load::hammer(&mut pool, opts.active, duration).await?;
+            let switches = server.context_switches()?.saturating_sub(switches_before);
             let after = server.status()?;
             let latency = stats::summarize(measured.latencies_us.clone());
             let row = Row {
@@ -113,6 +119,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 per_second: stats::per_second(measured.round_trips, measured.elapsed),
                 p50_us: latency.map_or(0, |l| l.p50),
                 p99_us: latency.map_or(0, |l| l.p99),
+                fewest: measured.fewest,
+                switches_per_trip: switches as f64 / measured.round_trips.max(1) as f64,
                 errors: measured.errors,
             };
             eprintln!("{:.0} round trips/s", row.per_second);
@@ -138,7 +146,7 @@ fn mib(kib: u64) -> f64 {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:>8} {:>6} {:>6} {:>8} {:>7} {:>9} {:>9} {:>10} {:>8} {:>8} {:>4}",
+        "{:>8} {:>6} {:>6} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7} {:>7} {:>3}",
         "server",
         "conns",
         "active",
@@ -149,11 +157,13 @@ fn print_table(rows: &[Row]) {
         "echo/s",
         "p50",
         "p99",
+        "fewest",
+        "cs/echo",
         "err"
     );
     for r in rows {
         println!(
-            "{:>8} {:>6} {:>6} {:>7.2}s {:>7} {:>5.1} MiB {:>5.1} MiB {:>10.0} {:>6}µs {:>6}µs {:>4}",
+            "{:>8} {:>6} {:>6} {:>7.2}s {:>7} {:>5.1} MiB {:>5.1} MiB {:>8.0} {:>6}µs {:>6}µs {:>7} {:>7.2} {:>3}",
             r.server,
             r.connections,
             r.active,
@@ -164,6 +174,8 @@ fn print_table(rows: &[Row]) {
             r.per_second,
             r.p50_us,
             r.p99_us,
+            r.fewest,
+            r.switches_per_trip,
             r.errors
         );
     }
@@ -172,11 +184,11 @@ fn print_table(rows: &[Row]) {
 /// The table as CSV, one header line, one line per step.
 pub fn to_csv(rows: &[Row]) -> String {
     let mut out = String::from(
-        "server,connections,active,ramp_s,threads,rss_idle_kib,rss_busy_kib,round_trips_per_s,p50_us,p99_us,errors\n",
+        "server,connections,active,ramp_s,threads,rss_idle_kib,rss_busy_kib,round_trips_per_s,p50_us,p99_us,fewest_per_conn,switches_per_trip,errors\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{:.3},{},{},{},{:.0},{},{},{}\n",
+            "{},{},{},{:.3},{},{},{},{:.0},{},{},{},{:.3},{}\n",
             r.server,
             r.connections,
             r.active,
@@ -187,6 +199,8 @@ pub fn to_csv(rows: &[Row]) -> String {
             r.per_second,
             r.p50_us,
             r.p99_us,
+            r.fewest,
+            r.switches_per_trip,
             r.errors
         ));
     }

@@ -38,10 +38,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let (_, limit) = threads_vs_epoll::measure::raise_nofile()?;
     eprintln!("echo: open-file soft limit {limit}");
     let duration = Duration::from_secs_f64(opts.seconds);
-    let mut csv = String::from("server,connections,round_trips_per_s,p50_us,p99_us,errors\n");
+    let mut csv =
+        String::from("server,connections,round_trips_per_s,p50_us,p99_us,fewest_per_conn,errors\n");
     println!(
-        "{:>8} {:>6} {:>10} {:>8} {:>8} {:>4}",
-        "server", "conns", "echo/s", "p50", "p99", "err"
+        "{:>8} {:>6} {:>10} {:>8} {:>8} {:>7} {:>4}",
+        "server", "conns", "echo/s", "p50", "p99", "fewest", "err"
     );
     let mut lines = Vec::new();
     for srv in load::targets(&opts.servers, opts.c_epoll.as_ref()) {
@@ -56,10 +57,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             let lat = stats::summarize(m.latencies_us);
             let (p50, p99) = lat.map_or((0, 0), |l| (l.p50, l.p99));
             lines.push(format!(
-                "{:>8} {:>6} {:>10.0} {:>6}µs {:>6}µs {:>4}",
-                name, n, rate, p50, p99, m.errors
+                "{:>8} {:>6} {:>10.0} {:>6}µs {:>6}µs {:>7} {:>4}",
+                name, n, rate, p50, p99, m.fewest, m.errors
             ));
-            csv.push_str(&format!("{},{n},{rate:.0},{p50},{p99},{}\n", name, m.errors));
+            csv.push_str(&format!("{name},{n},{rate:.0},{p50},{p99},{},{}\n", m.fewest, m.errors));
         }
     }
     for l in lines {

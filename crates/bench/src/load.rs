@@ -131,6 +131,9 @@ pub struct Measured {
     pub latencies_us: Vec<u64>,
     /// Connections that failed (timeout, reset, wrong bytes) and were dropped.
     pub errors: u64,
+    /// The fewest round trips any one active connection completed: a server
+    /// can post a fine median while starving some of its clients.
+    pub fewest: u64,
 }
 
 /// Takes up to `active` connections from the front of `pool`, makes each do
@@ -149,9 +152,10 @@ pub async fn hammer(
     for (i, stream) in workers.into_iter().enumerate() {
         tasks.spawn(round_trips(stream, i, deadline));
     }
-    let mut out = Measured::default();
+    let mut out = Measured { fewest: u64::MAX, ..Measured::default() };
     while let Some(done) = tasks.join_next().await {
         let (stream, mut latencies) = done.context("a load task panicked")?;
+        out.fewest = out.fewest.min(latencies.len() as u64);
         out.round_trips += latencies.len() as u64;
         out.latencies_us.append(&mut latencies);
         match stream {
@@ -160,6 +164,9 @@ pub async fn hammer(
         }
     }
     out.elapsed = started.elapsed();
+    if out.fewest == u64::MAX {
+        out.fewest = 0;
+    }
     Ok(out)
 }
 

@@ -28,10 +28,11 @@ mod stats;
 struct Cli {
     #[command(subcommand)]
     report: Report,
-    /// Threads of the load generator's tokio runtime. One leaves the other
-    /// core of a 2-core machine to the server under test.
-    #[arg(long, global = true, default_value_t = 1)]
-    client_threads: usize,
+    /// Threads of the load generator's tokio runtime (default: one per
+    /// core). With every core busy, the server that spends less CPU per echo
+    /// leaves more to the client, so round trips per second rank the servers.
+    #[arg(long, global = true)]
+    client_threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -70,13 +71,14 @@ fn main() -> anyhow::Result<()> {
         flavour.serve(listener, &config, &stats, &Arc::new(AtomicBool::new(false)))?;
         return Ok(());
     }
-    let rt = if cli.client_threads <= 1 {
+    let threads = cli
+        .client_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    eprintln!("bench: load generator on {threads} thread(s)");
+    let rt = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cli.client_threads)
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
     };
     rt.block_on(async {
         match report {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use harness::{Direction, WireTap};
 use threads_vs_epoll::measure::{ChildServer, Flavour, ProcStatus, raise_nofile};
 use threads_vs_epoll::{Config, Stats};
 
@@ -110,6 +111,57 @@ fn mib(s: ProcStatus) -> f64 {
     s.rss_kib as f64 / 1024.0
 }
 
+/// Part 1: what crosses the wire is the same whichever server answers. One
+/// echo through the wire tap per flavour, the first one printed.
+fn wire() -> anyhow::Result<()> {
+    println!("== 1. the same bytes, whichever server answers");
+    let mut first: Option<Vec<(Direction, Vec<u8>)>> = None;
+    for flavour in Flavour::ALL {
+        let server = spawn_server(flavour)?;
+        let tap = WireTap::start(server.addr())?;
+        let echoed =
+            threads_vs_epoll::echo(tap.addr(), b"ping 1\nping 2\n", Duration::from_secs(5))?;
+        anyhow::ensure!(echoed == b"ping 1\nping 2\n", "{} echoed {echoed:?}", flavour.name());
+        // The proxy forwards the server's close a moment after the client saw it.
+        harness::eventually_blocking(Duration::from_secs(5), "the tap to see both sides", || {
+            tap.stats().to_client == 14
+        });
+        let seen: Vec<(Direction, Vec<u8>)> =
+            tap.transcript().into_iter().map(|c| (c.direction, c.bytes)).collect();
+        match &first {
+            None => {
+                println!(
+                    "{} server, through the wire tap (>> to the server, << back):",
+                    flavour.name()
+                );
+                print!("{}", tap.dump());
+                first = Some(seen);
+            }
+            Some(same) => println!(
+                "{} server: {} chunks, {} bytes back: {}",
+                flavour.name(),
+                seen.len(),
+                tap.stats().to_client,
+                if *same == seen { "the same transcript" } else { "a different split, same bytes" }
+            ),
+        }
+    }
+    // Past the limit, a polite refusal instead of a reset.
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["serve", "--flavour", "evented", "--addr", "127.0.0.1:0", "--max-connections", "1"]);
+    let server = ChildServer::spawn(cmd, Duration::from_secs(10))?;
+    let _only = open_clients(server.addr(), 1)?;
+    let mut second = TcpStream::connect(server.addr())?;
+    second.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut said = Vec::new();
+    second.read_to_end(&mut said)?;
+    println!(
+        "with --max-connections 1, a second client reads {:?} and then the close",
+        String::from_utf8_lossy(&said)
+    );
+    Ok(())
+}
+
 fn demo(clients: usize) -> anyhow::Result<()> {
     let (old, new) = raise_nofile()?;
     println!(
@@ -118,6 +170,8 @@ fn demo(clients: usize) -> anyhow::Result<()> {
     println!(
         "each server runs as its own child process, so /proc/<pid>/status counts that server alone\n"
     );
+    wire()?;
+    println!("\n== 2. {clients} clients held open against each server");
     let mut rows = Vec::new();
     for flavour in Flavour::ALL {
         let server = spawn_server(flavour)?;

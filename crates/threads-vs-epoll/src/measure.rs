@@ -117,6 +117,32 @@ pub fn proc_status(pid: u32) -> io::Result<ProcStatus> {
         .ok_or_else(|| io::Error::other(format!("no VmRSS/Threads in /proc/{pid}/status")))
 }
 
+/// Context switches of every thread of process `pid` so far: the sum of
+/// `voluntary_ctxt_switches` (the thread blocked: waiting in `read`,
+/// `epoll_wait`...) and `nonvoluntary_ctxt_switches` (the scheduler took the
+/// CPU away) over `/proc/<pid>/task/*/status`. Threads that already ended
+/// are not counted, so read it while the connections are open.
+pub fn context_switches(pid: u32) -> io::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread may end between the listing and the read: skip it.
+        let Ok(text) = std::fs::read_to_string(task?.path().join("status")) else { continue };
+        total += parse_switches(&text);
+    }
+    Ok(total)
+}
+
+/// Voluntary plus involuntary context switches in one `status` text.
+pub fn parse_switches(text: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("voluntary_ctxt_switches:")
+                || l.starts_with("nonvoluntary_ctxt_switches:")
+        })
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Raises this process's soft limit on open files (`ulimit -n`) to its hard
 /// limit, and returns `(old soft, new soft)`. Children inherit it. Ten
 /// thousand connections need ten thousand descriptors on each side, and the
@@ -180,6 +206,11 @@ impl ChildServer {
     /// The child's process id, for `/proc/<pid>`.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Context switches of all its threads so far (see [`context_switches`]).
+    pub fn context_switches(&self) -> io::Result<u64> {
+        context_switches(self.pid())
     }
 
     /// Its threads and resident memory right now.

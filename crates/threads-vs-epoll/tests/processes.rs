@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::eventually_blocking;
-use threads_vs_epoll::measure::{ChildServer, Flavour, ProcStatus, parse_status};
+use threads_vs_epoll::measure::{ChildServer, Flavour, ProcStatus, parse_status, parse_switches};
 
 const CONNECTIONS: u64 = 50;
 
@@ -47,4 +47,11 @@ fn parses_threads_and_resident_memory() {
     let text = "Name:\tthreads-vs-epo\nVmPeak:\t  100 kB\nVmRSS:\t    4720 kB\nThreads:\t3\n";
     assert_eq!(parse_status(text), Some(ProcStatus { rss_kib: 4720, threads: 3 }));
     assert_eq!(parse_status("Name:\tx\n"), None);
+}
+
+#[test]
+fn parses_context_switches() {
+    let text = "Name:\tx\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
+    assert_eq!(parse_switches(text), 127);
+    assert_eq!(parse_switches("Name:\tx\n"), 0);
 }
