@@ -88,7 +88,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let duration = Duration::from_secs_f64(opts.seconds);
     let mut rows = Vec::new();
     for srv in load::targets(&opts.servers, opts.c_epoll.as_ref()) {
-        let server = srv.spawn()?;
+        let server = srv.spawn(crate::server_core())?;
         let name = srv.name();
         eprintln!("c10k: {} server is pid {} on {}", name, server.pid(), server.addr());
         let mut pool = Vec::new();

@@ -46,7 +46,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     let mut lines = Vec::new();
     for srv in load::targets(&opts.servers, opts.c_epoll.as_ref()) {
-        let server = srv.spawn()?;
+        let server = srv.spawn(crate::server_core())?;
         let name = srv.name();
         let mut pool = Vec::new();
         for &n in &opts.connections {

@@ -53,8 +53,10 @@ impl Target {
         }
     }
 
-    /// Starts it as a child process on a port the kernel picks.
-    pub fn spawn(&self) -> anyhow::Result<ChildServer> {
+    /// Starts it as a child process on a port the kernel picks, pinned to
+    /// `core` if given (before any connection, so every thread it starts
+    /// inherits the pin).
+    pub fn spawn(&self, core: Option<usize>) -> anyhow::Result<ChildServer> {
         let cmd = match self {
             Target::Lesson(flavour) => {
                 let mut cmd = Command::new(std::env::current_exe()?);
@@ -67,9 +69,29 @@ impl Target {
                 cmd
             }
         };
-        ChildServer::spawn(cmd, Duration::from_secs(10))
-            .with_context(|| format!("starting the {} server", self.name()))
+        let server = ChildServer::spawn(cmd, Duration::from_secs(10))
+            .with_context(|| format!("starting the {} server", self.name()))?;
+        if let Some(core) = core {
+            pin(Some(server.pid()), core).context("pinning the server to a core")?;
+        }
+        Ok(server)
     }
+}
+
+/// Pins process `pid` (its main thread, and so every thread it starts from
+/// now on), or with `None` the calling thread, to one CPU core.
+///
+/// Why: on a small machine the server and the load generator fight for the
+/// same cores, and a thread-per-connection server would spread over all of
+/// them while an event loop uses one. Pinned, each server gets exactly one
+/// core and the client the other, so a round-trip rate compares what each
+/// server does with one core, and other processes' noise shrinks.
+pub fn pin(pid: Option<u32>, core: usize) -> std::io::Result<()> {
+    use rustix::thread::{CpuSet, Pid, sched_setaffinity};
+    let mut set = CpuSet::new();
+    set.set(core);
+    let pid = pid.and_then(|p| Pid::from_raw(i32::try_from(p).ok()?));
+    sched_setaffinity(pid, &set).map_err(std::io::Error::from)
 }
 
 /// The servers a report measures: the lesson's flavours asked for, then the

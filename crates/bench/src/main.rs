@@ -33,6 +33,17 @@ struct Cli {
     /// leaves more to the client, so round trips per second rank the servers.
     #[arg(long, global = true)]
     client_threads: Option<usize>,
+    /// Do not pin: let the server and the load generator share every core.
+    #[arg(long, global = true)]
+    no_pin: bool,
+}
+
+/// The core a measured server is pinned to (core 0), or `None` when
+/// pinning is off or the machine has one core. Set once in `main`.
+static SERVER_CORE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
+fn server_core() -> Option<usize> {
+    SERVER_CORE.get().copied().flatten()
 }
 
 #[derive(Subcommand)]
@@ -56,6 +67,15 @@ fn docs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
 }
 
+/// The first three fields of /proc/loadavg: how busy the machine was (other
+/// processes included). Reports print it before and after, because a
+/// throughput figure means little without it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn main() -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("bench: this is a debug build; numbers mean little without --release");
@@ -71,20 +91,31 @@ fn main() -> anyhow::Result<()> {
         flavour.serve(listener, &config, &stats, &Arc::new(AtomicBool::new(false)))?;
         return Ok(());
     }
-    let threads = cli
-        .client_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    eprintln!("bench: load generator on {threads} thread(s)");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinned = !cli.no_pin && cores >= 2;
+    let threads = cli.client_threads.unwrap_or(if pinned { 1 } else { cores });
+    if pinned {
+        // Before the runtime exists, so its threads inherit the pin.
+        load::pin(None, 1)?;
+        let _ = SERVER_CORE.set(Some(0));
+        eprintln!("bench: server pinned to core 0, load generator ({threads} thread) to core 1");
+    } else {
+        let _ = SERVER_CORE.set(None);
+        eprintln!("bench: no pinning; load generator on {threads} thread(s)");
+    }
     let rt = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
         tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
     };
+    let before = load_average();
     rt.block_on(async {
         match report {
             Report::Echo(opts) => echo::run(opts).await,
             Report::C10k(opts) => c10k::run(opts).await,
             Report::Server { .. } => Ok(()),
         }
-    })
+    })?;
+    println!("load average (1, 5, 15 min) before: {before}; after: {}", load_average());
+    Ok(())
 }
