@@ -228,8 +228,11 @@ fn to_svg(rows: &[Row], steps: &[usize], active: usize, duration: Duration) -> S
     let memory = series(&|r| mib(r.rss_idle_kib));
     let rate = series(&|r| r.per_second);
     let ticks: Vec<f64> = steps.iter().map(|&s| s as f64).collect();
+    // The command that drew it, so the picture says where it came from.
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let caption = format!(
-        "cargo run -p bench --release -- c10k: {MESSAGE}-byte echoes on min(n, {active}) connections for {:.0?} per step; 2-core machine, noisy",
+        "cargo run -p bench --release -- {}: {MESSAGE}-byte echoes on min(n, {active}) connections, {:.0?} per step",
+        args.join(" "),
         duration
     );
     plot::two_panels(

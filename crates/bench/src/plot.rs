@@ -38,7 +38,7 @@ fn nice_ceiling(v: f64) -> f64 {
         return 1.0;
     }
     let magnitude = 10f64.powf(v.log10().floor());
-    for step in [1.0, 2.0, 2.5, 5.0, 10.0] {
+    for step in [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0] {
         if step * magnitude >= v {
             return step * magnitude;
         }
@@ -185,8 +185,9 @@ mod tests {
     #[test]
     fn ceilings_are_round() {
         assert_eq!(nice_ceiling(0.0), 1.0);
-        assert_eq!(nice_ceiling(7.0), 10.0);
-        assert_eq!(nice_ceiling(120.0), 200.0);
+        assert_eq!(nice_ceiling(7.0), 8.0);
+        assert_eq!(nice_ceiling(120.0), 150.0);
+        assert_eq!(nice_ceiling(266.0), 300.0);
         assert_eq!(nice_ceiling(2400.0), 2500.0);
     }
 

@@ -345,7 +345,9 @@ pub fn serve_evented(
                 continue;
             }
             let key = event.token().0;
-            // A token can name a connection we closed earlier in this batch.
+            // A token can name a connection we closed earlier in this batch
+            // (skip it), or one whose slab key was reused by a connection
+            // accepted since (harmless: drive() just meets WouldBlock).
             let Some(conn) = conns.get_mut(key) else { continue };
             // We do not look at *which* readiness the event reports: drive()
             // tries to write and to read until each says WouldBlock (or the
