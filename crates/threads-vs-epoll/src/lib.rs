@@ -193,6 +193,10 @@ fn refuse(mut stream: impl Write, stats: &Stats) {
 /// parks the thread inside `read` until bytes arrive, and the scheduler
 /// switches between threads for us. That is why the code is so short, and why
 /// it costs a stack and a kernel task per client.
+///
+/// Stopping ends the accept loop only: each connection thread runs on until
+/// its client leaves or goes idle, since a thread blocked in `read` cannot be
+/// interrupted from outside (the event loops can simply drop their sockets).
 pub fn serve_threaded(
     listener: TcpListener,
     config: &Config,

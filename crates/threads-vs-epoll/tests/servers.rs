@@ -181,3 +181,28 @@ fn a_client_that_never_reads_cannot_grow_the_event_loops_buffer() {
     assert!(stats.peak_buffered() <= cap, "peak {} over cap {cap}", stats.peak_buffered());
     eventually_blocking(IO, "the buffer to drain", || stats.buffered() == 0);
 }
+
+#[tokio::test]
+async fn the_tokio_server_closes_open_connections_when_cancelled() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = threads_vs_epoll::listen("127.0.0.1:0".parse().expect("literal address"))
+        .expect("bind an ephemeral port");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("into tokio");
+    let stats = Stats::shared();
+    let watched = Arc::clone(&stats);
+    let server = harness::TaskServer::start_with(listener, move |l, token| {
+        threads_vs_epoll::serve_tokio(l, Config::default(), watched, token)
+    })
+    .expect("start");
+    let mut c = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+    c.write_all(b"hi").await.expect("send");
+    let mut two = [0u8; 2];
+    harness::within(IO, "the echo", c.read_exact(&mut two)).await.expect("echo");
+    // Cancel while the client is still connected: the server must tell it
+    // (a FIN, so read returns 0) and finish within the harness's deadline.
+    server.shutdown().await.expect("serve_tokio returns Ok");
+    let n = harness::within(IO, "the server's close", c.read(&mut two)).await.expect("read");
+    assert_eq!(n, 0, "the client should see an orderly close");
+    assert_eq!(stats.open(), 0);
+}
