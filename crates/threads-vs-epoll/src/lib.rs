@@ -232,7 +232,10 @@ pub fn serve_threaded(
                 let _open = OpenGuard(&for_thread);
                 if let Err(e) = echo_blocking(stream, idle, &for_thread) {
                     for_thread.errors.fetch_add(1, Ordering::Relaxed);
-                    if e.kind() != io::ErrorKind::ConnectionReset {
+                    // Resets and idle timeouts (a read timeout is reported as
+                    // WouldBlock on Linux) are a client's doing: count, do not log.
+                    use io::ErrorKind::{ConnectionReset, TimedOut, WouldBlock};
+                    if !matches!(e.kind(), ConnectionReset | TimedOut | WouldBlock) {
                         eprintln!("threaded: connection ended with {e}");
                     }
                 }
@@ -607,7 +610,8 @@ pub async fn serve_tokio(
                 }
                 Err(e) => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
-                    if e.kind() != io::ErrorKind::ConnectionReset {
+                    use io::ErrorKind::{ConnectionReset, TimedOut};
+                    if !matches!(e.kind(), ConnectionReset | TimedOut) {
                         eprintln!("tokio: connection ended with {e}");
                     }
                 }
