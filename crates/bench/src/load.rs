@@ -60,7 +60,8 @@ impl Target {
         let cmd = match self {
             Target::Lesson(flavour) => {
                 let mut cmd = Command::new(std::env::current_exe()?);
-                cmd.args(["server", "--flavour", flavour.name()]);
+                let backlog = crate::backlog().to_string();
+                cmd.args(["server", "--flavour", flavour.name(), "--backlog", &backlog]);
                 cmd
             }
             Target::External(_, path) => {

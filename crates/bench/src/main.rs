@@ -33,9 +33,20 @@ struct Cli {
     /// leaves more to the client, so round trips per second rank the servers.
     #[arg(long, global = true)]
     client_threads: Option<usize>,
+    /// The listen backlog of the lesson's servers (the kernel caps it at
+    /// net.core.somaxconn). Try 16 to watch a burst of connects stall.
+    #[arg(long, global = true, default_value_t = threads_vs_epoll::BACKLOG)]
+    backlog: i32,
     /// Do not pin: let the server and the load generator share every core.
     #[arg(long, global = true)]
     no_pin: bool,
+}
+
+/// The listen backlog the lesson's servers get in reports (`--backlog`).
+static BACKLOG: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+fn backlog() -> i32 {
+    BACKLOG.get().copied().unwrap_or(threads_vs_epoll::BACKLOG)
 }
 
 /// The core a measured server is pinned to (core 0), or `None` when
@@ -83,7 +94,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let report = cli.report;
     if let Report::Server { flavour } = report {
-        let listener = threads_vs_epoll::listen("127.0.0.1:0".parse()?)?;
+        let listener = threads_vs_epoll::listen_with_backlog("127.0.0.1:0".parse()?, cli.backlog)?;
         println!("{} listening on {}", flavour.name(), listener.local_addr()?);
         // Killed by the parent when the report is done.
         let stats = threads_vs_epoll::Stats::shared();
@@ -91,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         flavour.serve(listener, &config, &stats, &Arc::new(AtomicBool::new(false)))?;
         return Ok(());
     }
+    let _ = BACKLOG.set(cli.backlog);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pinned = !cli.no_pin && cores >= 2;
     let threads = cli.client_threads.unwrap_or(if pinned { 1 } else { cores });

@@ -169,10 +169,16 @@ impl Stats {
 /// so a restarted server can bind its port while old connections sit in
 /// TIME_WAIT.
 pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    listen_with_backlog(addr, BACKLOG)
+}
+
+/// [`listen`] with another backlog, to watch what a small one does to a
+/// burst of connects (see the chapter's exercises).
+pub fn listen_with_backlog(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    socket.listen(backlog)?;
     Ok(socket.into())
 }
 
