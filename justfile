@@ -73,3 +73,6 @@ websocket-chat *ARGS:
 # Lesson 9: push notifications over WebSocket, with replay after a reconnect.
 push-notifications *ARGS:
     cargo run -p push-notifications -- {{ARGS}}
+# Lesson 3: a thread per connection against a mio (epoll) event loop.
+threads-vs-epoll *ARGS:
+    cargo run -p threads-vs-epoll -- {{ARGS}}

@@ -1,42 +1,159 @@
-//! Benchmarks for the lessons, one report per subcommand:
-//! `cargo run -p bench --release -- <report>`. Always `--release`: a debug
-//! build measures the compiler's checks, not the network.
+//! Load generators and the side-by-side measurements the chapters quote.
 //!
-//! Each report is one module. Everything runs on loopback, is bounded in
-//! time, and stops by itself. The numbers are noisy (the client and the server
-//! share the machine): the chapters quote ratios, not absolutes.
+//! ```text
+//! cargo run -p bench --release -- echo        # lesson 3: busy connections, 1 to 500: round trips/s, p50, p99
+//! cargo run -p bench --release -- c10k        # lesson 3: 100 to 10,000 connections: memory, threads, round trips/s
+//! cargo run -p bench --release -- keepalive   # lesson 4: close per request against keep-alive
+//! cargo run -p bench --release -- chat        # lesson 8: broadcast deliveries/s and latency
+//! cargo run -p bench --release -- todo        # lesson 10: REST reads and writes, memory and SQLite
+//! ```
+//!
+//! Every report runs bounded loops against loopback only and stops by itself.
+//! Progress goes to stderr, the table to stdout, files under `docs/`.
+//! One module per report; the arithmetic they share is in `stats`.
+//! Numbers from a busy 2-core machine are noisy: compare ratios, not digits.
 
-use anyhow::Result;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use clap::{Parser, Subcommand};
+use threads_vs_epoll::measure::Flavour;
 
+mod c10k;
 mod chat;
+mod echo;
 mod keepalive;
+mod load;
+mod plot;
 mod stats;
 mod todo;
 
 #[derive(Parser)]
-#[command(about = "Side-by-side measurements for the lessons' chapters (run with --release)")]
+#[command(about = "Benchmarks behind the chapters' numbers (run with --release)")]
 struct Cli {
     #[command(subcommand)]
     report: Report,
+    /// Lesson 3 reports: threads of the load generator's tokio runtime (default: one per
+    /// core). With every core busy, the server that spends less CPU per echo
+    /// leaves more to the client, so round trips per second rank the servers.
+    #[arg(long, global = true)]
+    client_threads: Option<usize>,
+    /// Lesson 3 reports: the listen backlog of the lesson's servers (the kernel caps it at
+    /// net.core.somaxconn). Try 16 to watch a burst of connects stall.
+    #[arg(long, global = true, default_value_t = threads_vs_epoll::BACKLOG)]
+    backlog: i32,
+    /// Lesson 3 reports: do not pin; let the server and the load generator share every core.
+    #[arg(long, global = true)]
+    no_pin: bool,
+}
+
+/// The listen backlog the lesson's servers get in reports (`--backlog`).
+static BACKLOG: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+fn backlog() -> i32 {
+    BACKLOG.get().copied().unwrap_or(threads_vs_epoll::BACKLOG)
+}
+
+/// The core a measured server is pinned to (core 0), or `None` when
+/// pinning is off or the machine has one core. Set once in `main`.
+static SERVER_CORE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
+fn server_core() -> Option<usize> {
+    SERVER_CORE.get().copied().flatten()
 }
 
 #[derive(Subcommand)]
 enum Report {
+    /// Lesson 3: every connection busy, from 1 to 500 connections.
+    Echo(echo::Options),
+    /// Lesson 3: memory, threads and throughput from 100 to 10,000 connections.
+    #[command(name = "c10k")]
+    C10k(c10k::Options),
     /// Lesson 4: requests/s and p99 for a new connection per request against
     /// keep-alive, hand-written server and hyper, 1 and 50 concurrent clients.
     Keepalive(keepalive::Args),
-    /// Lesson 10: rest-todo reads and writes at 50 concurrent clients, memory vs SQLite.
-    Todo(todo::Args),
     /// Lesson 8: websocket-chat broadcast deliveries/s and p99 delivery
     /// latency with 100 and 1,000 connected clients.
     Chat(chat::Args),
+    /// Lesson 10: rest-todo reads and writes at 50 concurrent clients, memory vs SQLite.
+    Todo(todo::Args),
+    /// Internal: run one of lesson 3's servers on 127.0.0.1:0 and print its
+    /// address; the reports start this binary this way as a child process.
+    #[command(hide = true)]
+    Server {
+        #[arg(long, value_enum)]
+        flavour: Flavour,
+    },
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().report {
-        Report::Keepalive(args) => tokio::runtime::Runtime::new()?.block_on(keepalive::run(args)),
-        Report::Todo(args) => todo::run(args),
-        Report::Chat(args) => chat::run(args),
+/// The workspace's docs/ folder, where reports write their CSV and SVG.
+fn docs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+}
+
+/// The first three fields of /proc/loadavg: how busy the machine was (other
+/// processes included). Reports print it before and after, because a
+/// throughput figure means little without it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn main() -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("bench: this is a debug build; numbers mean little without --release");
     }
+    let cli = Cli::parse();
+    let report = cli.report;
+    // The reports of later lessons set up their own runtimes and run client
+    // and server in one process; only lesson 3's reports pin cores below.
+    let report = match report {
+        Report::Keepalive(args) => {
+            return tokio::runtime::Runtime::new()?.block_on(keepalive::run(args));
+        }
+        Report::Chat(args) => return chat::run(args),
+        Report::Todo(args) => return todo::run(args),
+        other => other,
+    };
+    if let Report::Server { flavour } = report {
+        let listener = threads_vs_epoll::listen_with_backlog("127.0.0.1:0".parse()?, cli.backlog)?;
+        println!("{} listening on {}", flavour.name(), listener.local_addr()?);
+        // Killed by the parent when the report is done.
+        let stats = threads_vs_epoll::Stats::shared();
+        let config = threads_vs_epoll::Config::default();
+        flavour.serve(listener, &config, &stats, &Arc::new(AtomicBool::new(false)))?;
+        return Ok(());
+    }
+    let _ = BACKLOG.set(cli.backlog);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinned = !cli.no_pin && cores >= 2;
+    let threads = cli.client_threads.unwrap_or(if pinned { 1 } else { cores });
+    if pinned {
+        // Before the runtime exists, so its threads inherit the pin.
+        load::pin(None, 1)?;
+        let _ = SERVER_CORE.set(Some(0));
+        eprintln!("bench: server pinned to core 0, load generator ({threads} thread) to core 1");
+    } else {
+        let _ = SERVER_CORE.set(None);
+        eprintln!("bench: no pinning; load generator on {threads} thread(s)");
+    }
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
+    };
+    let before = load_average();
+    rt.block_on(async {
+        match report {
+            Report::Echo(opts) => echo::run(opts).await,
+            Report::C10k(opts) => c10k::run(opts).await,
+            Report::Server { .. } | Report::Keepalive(_) | Report::Chat(_) | Report::Todo(_) => {
+                Ok(())
+            }
+        }
+    })?;
+    println!("load average (1, 5, 15 min) before: {before}; after: {}", load_average());
+    Ok(())
 }

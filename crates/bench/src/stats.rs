@@ -28,6 +28,30 @@ pub fn rate(count: u64, elapsed: Duration) -> f64 {
     if secs > 0.0 { count as f64 / secs } else { 0.0 }
 }
 
+/// What a latency column shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// How many samples.
+    pub count: usize,
+    /// Median, in the samples' unit.
+    pub p50: u64,
+    /// 99th percentile: one round trip in a hundred was slower than this.
+    pub p99: u64,
+    /// The slowest sample.
+    pub max: u64,
+}
+
+/// Sorts the samples and reads off the percentiles; `None` for no samples.
+pub fn summarize(mut samples: Vec<u64>) -> Option<Latency> {
+    samples.sort_unstable();
+    Some(Latency {
+        count: samples.len(),
+        p50: percentile_sorted(&samples, 50.0)?,
+        p99: percentile_sorted(&samples, 99.0)?,
+        max: *samples.last()?,
+    })
+}
+
 /// A duration in milliseconds with two decimals, for tables.
 pub fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
@@ -73,7 +97,24 @@ mod tests {
     }
 
     #[test]
+    fn nearest_rank_rounds_up_on_small_sets() {
+        // Ten samples: p50 is the 5th, p99 rounds up to the 10th.
+        let samples = [10u64, 20, 30, 40, 50, 60, 70, 80, 90, 1000];
+        assert_eq!(percentile_sorted(&samples, 50.0), Some(50));
+        assert_eq!(percentile_sorted(&samples, 99.0), Some(1000));
+        assert_eq!(percentile_sorted(&samples, 150.0), Some(1000), "clamped");
+    }
+
+    #[test]
+    fn summarize_sorts_first() {
+        let got = summarize(vec![5, 1, 4, 2, 3]).expect("five samples");
+        assert_eq!(got, Latency { count: 5, p50: 3, p99: 5, max: 5 });
+        assert_eq!(summarize(Vec::new()), None);
+    }
+
+    #[test]
     fn rates_are_per_second() {
+        assert_eq!(rate(3, Duration::from_millis(1500)), 2.0);
         assert_eq!(rate(500, Duration::from_millis(250)), 2000.0);
         assert_eq!(rate(5, Duration::ZERO), 0.0);
     }

@@ -1,0 +1,227 @@
+//! Measuring a server from outside: run it as a child process, read its
+//! threads and resident memory from `/proc/<pid>/status`, and raise the
+//! open-file limit so one process can hold ten thousand sockets.
+//!
+//! Why a child process: memory and threads are per *process*. If the demo ran
+//! both servers inside its own process, `/proc/self/status` would add up both
+//! servers, the clients and the demo itself. A child per server gives each
+//! server its own honest line. The demo and the `bench` crate both use this.
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::{Config, Stats};
+
+/// The three ways the lesson serves the same protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flavour {
+    /// One OS thread per connection (std::net, blocking).
+    Threaded,
+    /// One thread, one mio event loop (epoll), non-blocking sockets.
+    Evented,
+    /// tokio tasks on a single-threaded runtime (the event loop behind async/await).
+    Tokio,
+}
+
+impl Flavour {
+    /// All three, in the order the chapter shows them.
+    pub const ALL: [Flavour; 3] = [Flavour::Threaded, Flavour::Evented, Flavour::Tokio];
+
+    /// The name used on the command line and in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Threaded => "threaded",
+            Flavour::Evented => "evented",
+            Flavour::Tokio => "tokio",
+        }
+    }
+
+    /// The documented `serve` port of this flavour.
+    pub fn default_addr(self) -> &'static str {
+        match self {
+            Flavour::Threaded => crate::THREADED_ADDR,
+            Flavour::Evented => crate::EVENTED_ADDR,
+            Flavour::Tokio => crate::TOKIO_ADDR,
+        }
+    }
+
+    /// Runs this flavour on `listener` on the current thread until `stop`
+    /// turns true (the threaded flavour also needs a connection to wake its
+    /// `accept`, which `harness::BlockingServer` sends).
+    pub fn serve(
+        self,
+        listener: std::net::TcpListener,
+        config: &Config,
+        stats: &Arc<Stats>,
+        stop: &Arc<AtomicBool>,
+    ) -> io::Result<()> {
+        match self {
+            Flavour::Threaded => crate::serve_threaded(listener, config, stats, stop),
+            Flavour::Evented => crate::serve_evented(listener, config, stats, stop),
+            Flavour::Tokio => {
+                // One thread, like the mio loop, so the two event loops are
+                // compared like for like.
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                rt.block_on(async {
+                    listener.set_nonblocking(true)?;
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let token = tokio_util::sync::CancellationToken::new();
+                    let watch = {
+                        let (token, stop) = (token.clone(), Arc::clone(stop));
+                        tokio::spawn(async move {
+                            while !stop.load(Ordering::SeqCst) {
+                                tokio::time::sleep(crate::TICK).await;
+                            }
+                            token.cancel();
+                        })
+                    };
+                    let served =
+                        crate::serve_tokio(listener, config.clone(), Arc::clone(stats), token)
+                            .await;
+                    watch.abort();
+                    served
+                })
+            }
+        }
+    }
+}
+
+/// What `/proc/<pid>/status` says about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStatus {
+    /// Resident set size: memory pages actually in RAM, in KiB (`VmRSS`).
+    pub rss_kib: u64,
+    /// Number of threads (`Threads`).
+    pub threads: u64,
+}
+
+/// Parses the `VmRSS:` and `Threads:` lines of a `/proc/<pid>/status` text.
+pub fn parse_status(text: &str) -> Option<ProcStatus> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    Some(ProcStatus { rss_kib: field("VmRSS:")?, threads: field("Threads:")? })
+}
+
+/// Reads threads and resident memory of process `pid` (Linux only).
+pub fn proc_status(pid: u32) -> io::Result<ProcStatus> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_status(&text)
+        .ok_or_else(|| io::Error::other(format!("no VmRSS/Threads in /proc/{pid}/status")))
+}
+
+/// Context switches of every thread of process `pid` so far: the sum of
+/// `voluntary_ctxt_switches` (the thread blocked: waiting in `read`,
+/// `epoll_wait`...) and `nonvoluntary_ctxt_switches` (the scheduler took the
+/// CPU away) over `/proc/<pid>/task/*/status`. Threads that already ended
+/// are not counted, so read it while the connections are open.
+pub fn context_switches(pid: u32) -> io::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread may end between the listing and the read: skip it.
+        let Ok(text) = std::fs::read_to_string(task?.path().join("status")) else { continue };
+        total += parse_switches(&text);
+    }
+    Ok(total)
+}
+
+/// Voluntary plus involuntary context switches in one `status` text.
+pub fn parse_switches(text: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("voluntary_ctxt_switches:")
+                || l.starts_with("nonvoluntary_ctxt_switches:")
+        })
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Raises this process's soft limit on open files (`ulimit -n`) to its hard
+/// limit, and returns `(old soft, new soft)`. Children inherit it. Ten
+/// thousand connections need ten thousand descriptors on each side, and the
+/// usual soft limit is 1024.
+pub fn raise_nofile() -> io::Result<(u64, u64)> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let old = limit.current.unwrap_or(u64::MAX);
+    let mut raised = limit;
+    raised.current = limit.maximum;
+    setrlimit(Resource::Nofile, raised).map_err(io::Error::from)?;
+    Ok((old, raised.current.unwrap_or(u64::MAX)))
+}
+
+/// A server running as a child process, which printed its address on its
+/// first line of stdout. Dropping it kills that child (and only it).
+#[derive(Debug)]
+pub struct ChildServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ChildServer {
+    /// Spawns `command`, waits (up to `timeout`) for its first stdout line,
+    /// and takes the last word of that line as the server's address, e.g.
+    /// `listening on 127.0.0.1:41234`.
+    pub fn spawn(mut command: Command, timeout: Duration) -> io::Result<Self> {
+        let mut child = command.stdout(Stdio::piped()).stdin(Stdio::null()).spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout pipe"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next();
+            let _ = tx.send(first);
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(timeout) {
+            Ok(Some(Ok(line))) => line,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::other(format!(
+                    "child server did not say its address: {other:?}"
+                )));
+            }
+        };
+        let Some(addr) = line.split_whitespace().last().and_then(|w| w.parse().ok()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!("cannot find an address in {line:?}")));
+        };
+        Ok(Self { child, addr })
+    }
+
+    /// Where the child listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The child's process id, for `/proc/<pid>`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Context switches of all its threads so far (see [`context_switches`]).
+    pub fn context_switches(&self) -> io::Result<u64> {
+        context_switches(self.pid())
+    }
+
+    /// Its threads and resident memory right now.
+    pub fn status(&self) -> io::Result<ProcStatus> {
+        proc_status(self.pid())
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,57 @@
+//! The demo's claim, checked on the real binary: started as a child process,
+//! the threaded server grows a thread per connection and the event loops stay
+//! on one thread. Also the parsing of `/proc/<pid>/status` on a known text.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use harness::eventually_blocking;
+use threads_vs_epoll::measure::{ChildServer, Flavour, ProcStatus, parse_status, parse_switches};
+
+const CONNECTIONS: u64 = 50;
+
+#[test]
+fn threads_grow_with_connections_only_for_the_threaded_server() {
+    for flavour in Flavour::ALL {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_threads-vs-epoll"));
+        cmd.args(["serve", "--flavour", flavour.name(), "--addr", "127.0.0.1:0"]);
+        let server = ChildServer::spawn(cmd, Duration::from_secs(10)).expect("spawn the server");
+        let idle = server.status().expect("read /proc").threads;
+        let mut held = Vec::new();
+        for i in 0..CONNECTIONS {
+            let mut s = TcpStream::connect(server.addr()).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            s.write_all(&[i as u8]).expect("send");
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).expect("echo");
+            held.push(s);
+        }
+        match flavour {
+            Flavour::Threaded => {
+                eventually_blocking(Duration::from_secs(10), "one thread per connection", || {
+                    server.status().is_ok_and(|s| s.threads == idle + CONNECTIONS)
+                })
+            }
+            Flavour::Evented | Flavour::Tokio => {
+                assert_eq!(idle, 1, "{flavour:?} idles on one thread");
+                assert_eq!(server.status().expect("read /proc").threads, 1, "{flavour:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn parses_threads_and_resident_memory() {
+    let text = "Name:\tthreads-vs-epo\nVmPeak:\t  100 kB\nVmRSS:\t    4720 kB\nThreads:\t3\n";
+    assert_eq!(parse_status(text), Some(ProcStatus { rss_kib: 4720, threads: 3 }));
+    assert_eq!(parse_status("Name:\tx\n"), None);
+}
+
+#[test]
+fn parses_context_switches() {
+    let text = "Name:\tx\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
+    assert_eq!(parse_switches(text), 127);
+    assert_eq!(parse_switches("Name:\tx\n"), 0);
+}
