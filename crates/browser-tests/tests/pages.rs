@@ -6,7 +6,8 @@
 //! technique, from the server's own counters: the short-polling page asks
 //! again and again and gets 304s, the long-polling page's request is held,
 //! the SSE page reads one `EventSource` stream, the chat page's messages
-//! reach other clients, the push page only gets the events it subscribed to.
+//! reach other clients, the push page only gets the events it subscribed to
+//! and, after a drop, is replayed what it missed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -203,7 +204,7 @@ async fn websocket_chat_page_talks_to_another_tab_and_a_rust_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Debian's chromium and chromium-driver; run `just browser`"]
-async fn push_page_shows_what_it_subscribed_to_and_nothing_else() {
+async fn push_page_gets_only_its_events_and_catches_up_after_a_drop() {
     let push = push_notifications::Push::new(push_notifications::Config::default());
     let p = push.clone();
     let server: Server =
@@ -234,6 +235,16 @@ async fn push_page_shows_what_it_subscribed_to_and_nothing_else() {
     assert_eq!(published.delivered, 1, "the page is the one tick subscriber");
     browser.wait_for_text(r#"#4 tick: {"tick":2}"#).await;
     assert_eq!(push.stats().connections, 1, "one WebSocket for both events");
+
+    // A drop: what is published while the page is away is replayed when it
+    // comes back, because it resubscribes with the last id it saw.
+    browser.eval("ws.close(); return true;", json!([])).await;
+    eventually(WAIT, "the page's socket to close", || push.stats().connections == 0).await;
+    let away = push.publish("newMessage", json!("while away"));
+    assert_eq!((away.id, away.delivered), (5, 0), "nobody was subscribed to get it live");
+    browser.wait_for_text(r#"#5 newMessage: "while away""#).await;
+    let text = browser.text().await;
+    assert_eq!(text.matches("#4 tick").count(), 1, "the replay repeated #4:\n{text}");
 
     drop(browser);
     eventually(WAIT, "the page's subscriptions to go with its socket", || {

@@ -26,7 +26,7 @@
 //!
 //! ```text
 //! cargo run -p push-notifications                       # demo: subscribers, publishes, a reconnect
-//! cargo run -p push-notifications -- serve              # ws://127.0.0.1:7094/ws, POST http://127.0.0.1:7094/notify
+//! cargo run -p push-notifications -- serve              # ws://127.0.0.1:7094/ws, POST http://127.0.0.1:7094/notify, page at http://127.0.0.1:7094/
 //! cargo run -p push-notifications -- client --event newMessage --event tick
 //! ```
 
