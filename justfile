@@ -49,12 +49,14 @@ tcp-echo *ARGS:
 udp-echo *ARGS:
     cargo run -p udp-echo -- {{ARGS}}
 
+# Lesson 3: a thread per connection against a mio (epoll) event loop.
+threads-vs-epoll *ARGS:
+    cargo run -p threads-vs-epoll -- {{ARGS}}
+
 # Lesson 4: HTTP/1.0 close vs HTTP/1.1 keep-alive, pipelining, head-of-line blocking.
 http-keepalive *ARGS:
     cargo run -p http-keepalive -- {{ARGS}}
-# Lesson 10: a REST todo API with axum and serde_json.
-rest-todo *ARGS:
-    cargo run -p rest-todo -- {{ARGS}}
+
 # Lesson 5: short polling, ETag and 304.
 short-polling *ARGS:
     cargo run -p short-polling -- {{ARGS}}
@@ -66,6 +68,7 @@ long-polling *ARGS:
 # Lesson 7: Server-Sent Events, Last-Event-ID and slow subscribers.
 sse *ARGS:
     cargo run -p sse -- {{ARGS}}
+
 # Lesson 8: WebSocket chat with rooms, heartbeats and bounded queues.
 websocket-chat *ARGS:
     cargo run -p websocket-chat -- {{ARGS}}
@@ -73,6 +76,7 @@ websocket-chat *ARGS:
 # Lesson 9: push notifications over WebSocket, with replay after a reconnect.
 push-notifications *ARGS:
     cargo run -p push-notifications -- {{ARGS}}
-# Lesson 3: a thread per connection against a mio (epoll) event loop.
-threads-vs-epoll *ARGS:
-    cargo run -p threads-vs-epoll -- {{ARGS}}
+
+# Lesson 10: a REST todo API with axum and serde_json.
+rest-todo *ARGS:
+    cargo run -p rest-todo -- {{ARGS}}

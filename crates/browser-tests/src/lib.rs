@@ -9,6 +9,26 @@
 //! here is a few small functions over the harness's raw HTTP client rather
 //! than a WebDriver crate.
 //!
+//! The tests:
+//!
+//! * `tests/smoke.rs`: the driver itself (a page served from the test, a
+//!   click, the text read back).
+//! * `tests/pages.rs`: one test per lesson page served at `/`, by
+//!   short-polling, long-polling, sse, websocket-chat and push-notifications.
+//!   Each starts the lesson's real server in-process on 127.0.0.1:0, opens
+//!   the page, posts an update through the page's own form (the chat test
+//!   also uses a second tab and a Rust client from `harness::ws`), and waits
+//!   for it to appear. Each checks one thing true only of its technique,
+//!   from the server's own counters: repeated polls answered `304`, a poll
+//!   held open, one `EventSource` stream for every update, messages crossing
+//!   between clients, events delivered only to their subscribers.
+//!
+//! Every wait is bounded ([`BROWSER_DEADLINE`], or the test's own), so a
+//! broken page fails with what the page showed instead of hanging. Each test
+//! starts its own chromedriver on a free port with a fresh profile, so they
+//! run in parallel, and dropping the [`Browser`] ends the session and
+//! chromedriver, so no browser outlives its test.
+//!
 //! The tests need `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's
 //! `chromium` and `chromium-driver` packages). They are `#[ignore]`d so that
 //! `cargo test --workspace` on a machine without a browser skips them and

@@ -26,7 +26,7 @@
 //!
 //! ```text
 //! cargo run -p push-notifications                       # demo: subscribers, publishes, a reconnect
-//! cargo run -p push-notifications -- serve              # ws://127.0.0.1:7094/ws, POST http://127.0.0.1:7094/notify
+//! cargo run -p push-notifications -- serve              # ws://127.0.0.1:7094/ws, POST http://127.0.0.1:7094/notify, page at http://127.0.0.1:7094/
 //! cargo run -p push-notifications -- client --event newMessage --event tick
 //! ```
 
@@ -43,7 +43,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -285,9 +285,10 @@ impl Push {
         }
     }
 
-    /// `GET /ws`, `POST /notify`, `GET /stats`.
+    /// `GET /` (a page), `GET /ws`, `POST /notify`, `GET /stats`.
     pub fn router(&self) -> Router {
         Router::new()
+            .route("/", get(page))
             .route("/ws", get(upgrade))
             .route("/notify", post(notify))
             .route("/stats", get(stats))
@@ -460,6 +461,12 @@ async fn notify(State(push): State<Push>, body: Bytes) -> Response {
         return (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response();
     }
     Json(push.publish(&publish.event, publish.payload)).into_response()
+}
+
+/// `GET /`: a browser client that subscribes, shows what is pushed, and
+/// publishes through `POST /notify`.
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
 }
 
 /// `GET /stats`: the counters, for poking by hand.

@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server until Ctrl-C: ws://ADDR/ws, POST http://ADDR/notify, GET http://ADDR/stats.
+    /// Run the server until Ctrl-C: ws://ADDR/ws, POST http://ADDR/notify, GET http://ADDR/stats,
+    /// and a page at http://ADDR/.
     Serve {
         #[arg(long, default_value = DEFAULT_ADDR)]
         addr: SocketAddr,
@@ -72,6 +73,7 @@ async fn serve(addr: SocketAddr, tick_ms: u64) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     println!("push on ws://{addr}/ws ; publish with POST http://{addr}/notify ; Ctrl-C to stop");
+    println!("a page that subscribes and publishes: http://{addr}/");
     let token = ctrl_c();
     let push = Push::new(Config::default());
     if tick_ms > 0 {
