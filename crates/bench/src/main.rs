@@ -13,6 +13,7 @@ mod chat;
 mod keepalive;
 mod stats;
 mod todo;
+mod transports;
 
 #[derive(Parser)]
 #[command(about = "Side-by-side measurements for the lessons' chapters (run with --release)")]
@@ -31,6 +32,9 @@ enum Report {
     /// Lesson 8: websocket-chat broadcast deliveries/s and p99 delivery
     /// latency with 100 and 1,000 connected clients.
     Chat(chat::Args),
+    /// Chapter 11: short polling, long polling, SSE and WebSocket on one feed:
+    /// bytes and requests per update, latency, loss, server CPU and memory.
+    Transports(transports::Args),
 }
 
 fn main() -> Result<()> {
@@ -38,5 +42,6 @@ fn main() -> Result<()> {
         Report::Keepalive(args) => tokio::runtime::Runtime::new()?.block_on(keepalive::run(args)),
         Report::Todo(args) => todo::run(args),
         Report::Chat(args) => chat::run(args),
+        Report::Transports(args) => transports::run(args),
     }
 }
