@@ -220,6 +220,7 @@ async fn measure(
     args: &Args,
 ) -> anyhow::Result<Row> {
     let server = child::Server::start(technique).await?;
+    warm_up(server.addr).await?;
     let idle = server.usage()?;
     let tap = WireTap::start(server.addr)?;
     let token = CancellationToken::new();
@@ -244,11 +245,17 @@ async fn measure(
         }
     }
     wait_ready(technique, server.addr, &tap, n).await?;
+    // Let the last bytes of connection setup be acknowledged before the
+    // first update. Otherwise the first update can wait for the ACK of the
+    // setup's last small write: the lessons' servers leave Nagle's algorithm
+    // on, and Linux delays ACKs by up to 40 ms (chapter 11 shows it).
+    tokio::time::sleep(SETTLE).await;
 
     let before = tap.stats();
     let requests_before = server_requests(technique, server.addr, &tap).await?;
     let usage_before = server.usage()?;
-    let (published_at, publish_secs) = publish(technique, server.addr, updates, payload, args).await?;
+    let (published_at, publish_secs) =
+        publish(technique, server.addr, updates, payload, args).await?;
 
     // Everyone should have everything soon after the last publish; past this
     // deadline, whatever is missing counts as lost.
@@ -329,6 +336,23 @@ async fn measure(
     Ok(row)
 }
 
+/// The pause between "everyone is following" and the first update; see
+/// where it is used.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// A few requests on a few connections before the idle reading, so the
+/// server's first-use costs (each worker thread's allocator arena, buffers
+/// that stay allocated) are in the baseline and not charged to subscribers.
+async fn warm_up(server: SocketAddr) -> anyhow::Result<()> {
+    for _ in 0..4 {
+        let mut client = HttpClient::new(server);
+        for _ in 0..5 {
+            stats(&mut client).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Waits until the server says all `n` subscribers are following it: polls
 /// connected (short polling has nothing held open, so the tap is asked),
 /// long polls held, streams open, WebSocket subscriptions in place.
@@ -343,12 +367,15 @@ async fn wait_ready(
     loop {
         let ready = match technique {
             Technique::ShortPolling => tap.stats().connections as usize,
-            Technique::LongPolling => stats(&mut client).await?["waiting"].as_u64().unwrap_or(0) as usize,
-            Technique::Sse => stats(&mut client).await?["subscribers"].as_u64().unwrap_or(0) as usize,
-            Technique::WebSocket => {
-                stats(&mut client).await?["subscribers"][child::EVENT].as_u64().unwrap_or(0)
-                    as usize
+            Technique::LongPolling => {
+                stats(&mut client).await?["waiting"].as_u64().unwrap_or(0) as usize
             }
+            Technique::Sse => {
+                stats(&mut client).await?["subscribers"].as_u64().unwrap_or(0) as usize
+            }
+            Technique::WebSocket => stats(&mut client).await?["subscribers"][child::EVENT]
+                .as_u64()
+                .unwrap_or(0) as usize,
         };
         if ready >= n {
             return Ok(());

@@ -260,8 +260,8 @@ mod tests {
         // Background, legend (2 counts), 3 byte bars, 3 latency bars.
         assert_eq!(svg.matches("<rect").count(), 1 + 2 + 3 + 3);
         // The axis top is 100: the 100-byte bar is full height, 50 is half.
-        assert!(svg.contains(r#"height="200.0" fill="#4e79a7"><title>websocket 1 subs"#));
-        assert!(svg.contains(r#"height="100.0" fill="#4e79a7"><title>sse 1 subs"#));
-        assert!(svg.contains(r#"height="50.0" fill="#f28e2b"><title>sse 100 subs"#));
+        assert!(svg.contains(r##"height="200.0" fill="#4e79a7"><title>websocket 1 subs"##));
+        assert!(svg.contains(r##"height="100.0" fill="#4e79a7"><title>sse 1 subs"##));
+        assert!(svg.contains(r##"height="50.0" fill="#f28e2b"><title>sse 100 subs"##));
     }
 }

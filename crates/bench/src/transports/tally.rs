@@ -173,7 +173,8 @@ mod tests {
                     157 43 0 0 20 0 3 0 12345 1000000 500 18446744073709551615";
         assert_eq!(parse_stat_cpu(stat), Some(200));
         assert_eq!(parse_stat_cpu("garbage"), None);
-        let status = "Name:\tbench\nVmPeak:\t  99999 kB\nVmHWM:\t   12000 kB\nVmRSS:\t    8000 kB\n";
+        let status =
+            "Name:\tbench\nVmPeak:\t  99999 kB\nVmHWM:\t   12000 kB\nVmRSS:\t    8000 kB\n";
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(12000));
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(8000));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
