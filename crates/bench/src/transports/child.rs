@@ -73,8 +73,10 @@ pub struct Server {
 impl Server {
     /// Starts a server process for `technique` and waits for its port.
     pub async fn start(technique: Technique) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("finding this benchmark's own binary")?;
-        let mut child = Command::new(exe)
+        // `/proc/self/exe` is this very program even if cargo has rebuilt
+        // the file at its path since we started (another build in the same
+        // target directory): the child is always the same code as its parent.
+        let mut child = Command::new("/proc/self/exe")
             .args(["transports", "--serve", technique.name()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -47,7 +47,7 @@ pub fn svg(rows: &[Row], poll_ms: u64) -> String {
     );
     // Legend: one swatch per subscriber count.
     for (i, n) in counts.iter().enumerate() {
-        let x = WIDTH / 2.0 - 150.0 + i as f64 * 110.0;
+        let x = WIDTH / 2.0 - 210.0 + i as f64 * 150.0;
         let _ = writeln!(
             s,
             r#"<rect x="{x}" y="32" width="12" height="12" fill="{}"/><text x="{}" y="42">{n} subscriber{}</text>"#,
@@ -104,7 +104,7 @@ fn bytes_panel(
     let y_axis = y0 + PLOT_HEIGHT;
     let _ = writeln!(
         s,
-        r#"<text x="{LEFT_X}" y="{:.1}" font-weight="bold">{payload}-byte payload: bytes on the wire per delivered update (both ways)</text>"#,
+        r#"<text x="{LEFT_X}" y="{:.1}" font-weight="bold">{payload}-byte payload: bytes per delivered update, both ways</text>"#,
         y0 - 10.0
     );
     for k in 0..=4 {
@@ -157,7 +157,7 @@ fn latency_panel(
     };
     let _ = writeln!(
         s,
-        r#"<text x="{RIGHT_X}" y="{:.1}" font-weight="bold">{payload}-byte payload: latency, publish to receipt (ms, log)</text>"#,
+        r#"<text x="{RIGHT_X}" y="{:.1}" font-weight="bold">{payload}-byte payload: latency, publish to receipt (ms)</text>"#,
         y0 - 10.0
     );
     for d in lo..=hi {
