@@ -109,7 +109,8 @@ pub struct Args {
 
 /// `docs/NAME` in this workspace, wherever the command is run from.
 fn docs_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(name)
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    docs.canonicalize().unwrap_or(docs).join(name)
 }
 
 /// One cell's figures: one row of the table and of the CSV.
