@@ -6,6 +6,7 @@
 //! cargo run -p bench --release -- keepalive   # lesson 4: close per request against keep-alive
 //! cargo run -p bench --release -- chat        # lesson 8: broadcast deliveries/s and latency
 //! cargo run -p bench --release -- todo        # lesson 10: REST reads and writes, memory and SQLite
+//! cargo run -p bench --release -- transports  # chapter 11: polling, long polling, SSE, WebSocket side by side
 //! ```
 //!
 //! Every report runs bounded loops against loopback only and stops by itself.
@@ -28,6 +29,7 @@ mod load;
 mod plot;
 mod stats;
 mod todo;
+mod transports;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks behind the chapters' numbers (run with --release)")]
@@ -78,6 +80,9 @@ enum Report {
     Chat(chat::Args),
     /// Lesson 10: rest-todo reads and writes at 50 concurrent clients, memory vs SQLite.
     Todo(todo::Args),
+    /// Chapter 11: short polling, long polling, SSE and WebSocket on one feed:
+    /// bytes and requests per update, latency, loss, server CPU and memory.
+    Transports(transports::Args),
     /// Internal: run one of lesson 3's servers on 127.0.0.1:0 and print its
     /// address; the reports start this binary this way as a child process.
     #[command(hide = true)]
@@ -115,6 +120,7 @@ fn main() -> anyhow::Result<()> {
         }
         Report::Chat(args) => return chat::run(args),
         Report::Todo(args) => return todo::run(args),
+        Report::Transports(args) => return transports::run(args),
         other => other,
     };
     if let Report::Server { flavour } = report {
@@ -149,9 +155,11 @@ fn main() -> anyhow::Result<()> {
         match report {
             Report::Echo(opts) => echo::run(opts).await,
             Report::C10k(opts) => c10k::run(opts).await,
-            Report::Server { .. } | Report::Keepalive(_) | Report::Chat(_) | Report::Todo(_) => {
-                Ok(())
-            }
+            Report::Server { .. }
+            | Report::Keepalive(_)
+            | Report::Chat(_)
+            | Report::Todo(_)
+            | Report::Transports(_) => Ok(()),
         }
     })?;
     println!("load average (1, 5, 15 min) before: {before}; after: {}", load_average());

@@ -53,10 +53,13 @@ use tokio_util::sync::CancellationToken;
 /// slow poll, small enough that memory never depends on how long we run.
 pub const HISTORY: usize = 256;
 
-/// The largest update body accepted, in bytes. The feed carries small status
-/// messages; a bigger body is a mistake or an attack, and every byte of it
-/// would be copied to every subscriber. Answered with 413.
-pub const MAX_UPDATE_BYTES: usize = 4 * 1024;
+/// The largest update body accepted, in bytes. The feed carries status
+/// messages; a much bigger body is a mistake or an attack, and every byte of
+/// it would be copied to every subscriber. 8 KiB leaves room for the
+/// 5,000-byte payload that chapter 11 measures every transport with, and is
+/// still small enough that 256 of them in the history stay under 2 MiB.
+/// Answered with 413.
+pub const MAX_UPDATE_BYTES: usize = 8 * 1024;
 
 /// How long [`serve`] waits, after being told to stop, for open requests to
 /// finish before it gives up on them. Lessons end their held requests and
