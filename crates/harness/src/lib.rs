@@ -33,12 +33,19 @@ pub use wait::{eventually, eventually_blocking, within, within_blocking};
 pub use tokio_util::sync::CancellationToken;
 
 /// Installs the log output every lesson's binary uses: `info` and up (or what
-/// `RUST_LOG` says), on stderr, without timestamps, coloured only on a
-/// terminal. Call it once at the top of `main`.
+/// `RUST_LOG` says), on stderr so the demo's narration on stdout stays clean,
+/// without timestamps, coloured only on a terminal. Call it once at the top of
+/// `main`.
 pub fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Like [`init_logging`], with another default level (`"warn"` for a demo
+/// whose narration already says everything the info logs would).
+pub fn init_logging_at(default_level: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -245,13 +245,6 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Installs a `tracing` subscriber that honours `RUST_LOG` (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    http_keepalive::init_tracing();
+    harness::init_logging();
     match Cli::parse().command {
         None => demo().await,
         Some(Command::Serve { addr, hyper_addr }) => serve(addr, hyper_addr).await,

@@ -47,11 +47,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    harness::init_logging_at("warn");
     match Cli::parse().command {
         None => demo().await,
         Some(Command::Serve { addr, tick_ms }) => serve(addr, tick_ms).await,

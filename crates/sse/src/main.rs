@@ -49,14 +49,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        // Logs on stderr, so the demo's narration on stdout stays clean.
-        .with_writer(std::io::stderr)
-        .init();
+    harness::init_logging();
     match Cli::parse().command {
         None => demo().await,
         Some(Command::Serve { addr, keep_alive_secs }) => {
