@@ -31,8 +31,10 @@ enum Command {
     Client {
         #[arg(long, default_value = DEFAULT_ADDR)]
         addr: SocketAddr,
-        /// Milliseconds between polls.
-        #[arg(long, default_value_t = short_polling::INTERVAL.as_millis() as u64)]
+        /// Milliseconds between polls (at least 1: a zero interval would make
+        /// the client's timer panic).
+        #[arg(long, default_value_t = short_polling::INTERVAL.as_millis() as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
         interval_ms: u64,
         /// Do not send If-None-Match (every idle poll gets a full 200).
         #[arg(long)]

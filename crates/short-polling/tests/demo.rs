@@ -26,3 +26,19 @@ fn the_demo_shows_updates_arriving_and_exits_0() {
         assert!(stdout.contains(expected), "the demo no longer shows {expected:?}:\n{stdout}");
     }
 }
+
+/// `client --interval-ms 0` used to panic (a tokio interval cannot have a
+/// zero period). It is refused up front with a usage error.
+#[test]
+fn a_zero_interval_is_refused_on_the_command_line() {
+    let out = harness::within_blocking(Duration::from_secs(60), "the binary to exit", || {
+        Command::new(env!("CARGO_BIN_EXE_short-polling"))
+            .args(["client", "--addr", "127.0.0.1:1", "--interval-ms", "0"])
+            .output()
+            .expect("running the binary")
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a zero interval was accepted: {stderr}");
+    assert!(stderr.contains("--interval-ms"), "the error names the flag: {stderr}");
+    assert!(!stderr.contains("panicked"), "a usage error, not a panic: {stderr}");
+}

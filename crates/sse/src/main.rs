@@ -27,8 +27,10 @@ enum Command {
     Serve {
         #[arg(long, default_value = DEFAULT_ADDR)]
         addr: SocketAddr,
-        /// Seconds between keep-alive comments on an idle stream.
-        #[arg(long, default_value_t = sse::KEEP_ALIVE.as_secs())]
+        /// Seconds between keep-alive comments on an idle stream (at least 1:
+        /// a zero interval would make the server's timer panic).
+        #[arg(long, default_value_t = sse::KEEP_ALIVE.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..))]
         keep_alive_secs: u64,
     },
     /// Follow a running server's stream and print each event.

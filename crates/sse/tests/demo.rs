@@ -27,3 +27,18 @@ fn the_demo_shows_updates_arriving_and_exits_0() {
         assert!(stdout.contains(expected), "the demo no longer shows {expected:?}:\n{stdout}");
     }
 }
+
+/// `serve --keep-alive-secs 0` used to start, then panic in every `/events`
+/// handler (a tokio interval cannot have a zero period). It is refused up front.
+#[test]
+fn a_zero_keep_alive_is_refused_on_the_command_line() {
+    let out = harness::within_blocking(Duration::from_secs(60), "the binary to exit", || {
+        Command::new(env!("CARGO_BIN_EXE_sse"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--keep-alive-secs", "0"])
+            .output()
+            .expect("running the binary")
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a zero keep-alive was accepted: {stderr}");
+    assert!(stderr.contains("--keep-alive-secs"), "the error names the flag: {stderr}");
+}
