@@ -71,6 +71,31 @@ async fn a_held_poll_is_answered_by_the_next_update() {
     server.shutdown().await.expect("clean shutdown");
 }
 
+/// The gap between two polls: an update published while no poll is held is
+/// kept in the history, and the next poll (asking from the id it had) gets it
+/// at once instead of being held.
+#[tokio::test]
+async fn an_update_published_between_polls_is_returned_by_the_next_at_once() {
+    let feed = Feed::default();
+    // A hold far longer than the wait below: only an immediate answer passes.
+    let server = start(&feed, Duration::from_secs(600)).await;
+    let addr = server.addr();
+    feed.publish(json!("first"));
+    let first =
+        poll_of(&within(WAIT, "the first poll", get(addr, "/data?since=0")).await.expect("GET"));
+    assert_eq!(first.id, 1);
+    // Published after that answer and before the next poll arrives.
+    feed.publish(json!("in the gap"));
+    let path = format!("/data?since={}", first.id);
+    let next = poll_of(
+        &within(WAIT, "the next poll, answered at once", get(addr, &path)).await.expect("GET"),
+    );
+    assert_eq!(next.updates.iter().map(|u| u.id).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(next.data, Some(json!("in the gap")));
+    assert_eq!(feed.stats().waiting, 0, "neither poll was held");
+    server.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test]
 async fn the_hold_times_out_with_data_null() {
     let feed = Feed::default();
