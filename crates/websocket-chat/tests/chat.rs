@@ -247,6 +247,8 @@ async fn a_client_that_stops_reading_is_closed_with_a_reason_and_memory_stays_bo
         sent += 1;
         max_queued = max_queued.max(chat.stats().queued);
     }
+    // What the chapter quotes (`cargo test -p websocket-chat stops_reading -- --nocapture`).
+    eprintln!("non-reader dropped after {sent} lines of 8 KiB; at most {max_queued} queued");
     // The bound: never more than one full queue per client waiting in memory.
     assert!(max_queued <= 3 * QUEUE, "queued {max_queued} messages");
 
