@@ -3,6 +3,7 @@
 //! backoff) and subscribes again with `"since": that id`, so the server
 //! replays exactly what it missed.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -52,10 +53,12 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut backoff = BACKOFF_START;
+    // The last id handed on, per event: what a repeat is judged against.
+    let mut seen = HashMap::new();
     loop {
         let why = tokio::select! {
             () = stop.cancelled() => return,
-            why = session(&url, &events, &mut since, &out, &mut backoff) => why,
+            why = session(&url, &events, &mut since, &mut seen, &out, &mut backoff) => why,
         };
         if out.is_closed() {
             return;
@@ -75,6 +78,7 @@ async fn session(
     url: &str,
     events: &[String],
     since: &mut Option<u64>,
+    seen: &mut HashMap<String, u64>,
     out: &mpsc::Sender<Event>,
     backoff: &mut Duration,
 ) -> String {
@@ -84,6 +88,12 @@ async fn session(
     };
     *backoff = BACKOFF_START;
     let _ = out.send(Event::Connected { since: *since }).await;
+    // Each subscription is answered by its ack and then its own replay, in
+    // id order. With several events the replays come one after another, so
+    // ids are not increasing across them (newMessage's #3, then tick's #2).
+    // Until every ack is in, some event may still have its replay to come:
+    // keep `since` where it was, so a drop now resumes from there again.
+    let mut acks_pending = events.len();
     for event in events {
         let msg = ClientMsg { event: event.clone(), action: Action::Subscribe, since: *since };
         let json = serde_json::to_string(&msg).expect("our own struct serializes");
@@ -103,25 +113,31 @@ async fn session(
                 match v["type"].as_str() {
                     Some("notification") => {
                         let Some(id) = v["id"].as_u64() else { continue };
-                        // Ids only grow; anything at or below the last one is
-                        // a repeat (it cannot happen with this server, but a
-                        // client that counts on ids should not trust that).
-                        if since.is_some_and(|s| id <= s) {
+                        let event = v["event"].as_str().unwrap_or_default().to_owned();
+                        // Within one event ids only grow; anything at or below
+                        // the last one of that event is a repeat (a resume
+                        // from a `since` held back, see above).
+                        if seen.get(&event).is_some_and(|&s| id <= s) {
                             continue;
                         }
-                        *since = Some(id);
-                        let n = Notification {
-                            id,
-                            event: v["event"].as_str().unwrap_or_default().to_owned(),
-                            payload: v["payload"].clone(),
-                        };
+                        seen.insert(event.clone(), id);
+                        if acks_pending == 0 {
+                            // Every replay is queued: from here on ids grow.
+                            *since = Some(since.map_or(id, |s| s.max(id)));
+                        }
+                        let n = Notification { id, event, payload: v["payload"].clone() };
                         if out.send(Event::Notification(n)).await.is_err() {
                             return "output closed".into();
                         }
                     }
                     // A fresh client has no id yet; the ack tells it the
                     // newest one, which is where it must resume after a drop.
-                    Some("subscribed") if since.is_none() => *since = v["last_id"].as_u64(),
+                    Some("subscribed") => {
+                        acks_pending = acks_pending.saturating_sub(1);
+                        if since.is_none() {
+                            *since = v["last_id"].as_u64();
+                        }
+                    }
                     Some("gap") => {
                         let since = v["since"].as_u64().unwrap_or_default();
                         let oldest = v["oldest"].as_u64().unwrap_or_default();

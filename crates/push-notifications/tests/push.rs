@@ -304,6 +304,32 @@ async fn the_client_resumes_after_a_dropped_connection() {
     server.shutdown().await.expect("clean shutdown");
 }
 
+/// Replays come per event, so with two events the ids arrive out of order
+/// (newMessage's #2 before tick's #1). The client must hand on both, not
+/// take tick's #1 for a repeat because it is below #2.
+#[tokio::test]
+async fn the_client_resuming_two_events_gets_both_replays() {
+    let (server, push) = start(quick()).await;
+    push.publish("tick", json!("t1"));
+    push.publish("newMessage", json!("m2"));
+    let (tx, mut rx) = mpsc::channel(64);
+    let stop = CancellationToken::new();
+    let events = vec!["newMessage".to_owned(), "tick".to_owned()];
+    tokio::spawn(client::run(url(server.addr()), events, Some(0), tx, stop.clone()));
+    assert!(matches!(next(&mut rx).await, Event::Connected { since: Some(0) }));
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        match next(&mut rx).await {
+            Event::Notification(n) => got.push((n.id, n.event)),
+            other => panic!("expected a notification, got {other:?}"),
+        }
+    }
+    got.sort();
+    assert_eq!(got, [(1, "tick".to_owned()), (2, "newMessage".to_owned())]);
+    stop.cancel();
+    server.shutdown().await.expect("clean shutdown");
+}
+
 async fn next(rx: &mut mpsc::Receiver<Event>) -> Event {
     within(WAIT, "a client event", rx.recv()).await.expect("the client is running")
 }
