@@ -70,8 +70,10 @@ pub const MAX_NAME_CHARS: usize = 32;
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// Messages waiting to be written to one client. At a few hundred bytes each,
-/// 256 is about 100 KiB per client at worst: the bound on what a slow reader
-/// can cost us. A client that lets its queue fill is disconnected (1008).
+/// 256 is about 100 KiB; at worst (every one a 16 KiB message) about 4 MiB,
+/// though a broadcast frame is shared by every queue it sits in. That is the
+/// bound on what a slow reader can cost us. A client that lets its queue fill
+/// is disconnected (1008).
 pub const QUEUE_CAPACITY: usize = 256;
 
 /// How often the server pings each client. Long enough to cost nothing,
