@@ -74,6 +74,11 @@ pub const QUEUE_CAPACITY: usize = 2 * HISTORY_LEN;
 /// Longest event name, in bytes.
 pub const MAX_EVENT_NAME: usize = 64;
 
+/// Events one connection may be subscribed to at once. Each subscription is
+/// an entry in two maps; without a cap one client could subscribe to new
+/// names until the server ran out of memory. A phone follows a handful.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+
 /// Largest message a client may send (subscriptions are tiny), and the
 /// largest `POST /notify` body. Above it: close 1009 and HTTP 413.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -394,6 +399,12 @@ impl Push {
         let mut hub = self.hub();
         let Hub { conns, topics, history, forgotten_up_to, last_id } = &mut *hub;
         let Some(conn) = conns.get_mut(&conn_id) else { return };
+        let new = matches!(msg.action, Action::Subscribe) && !conn.events.contains(&msg.event);
+        if new && conn.events.len() >= MAX_SUBSCRIPTIONS {
+            let message = format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection");
+            self.deliver(conn, ServerMsg::Error { message }.to_frame());
+            return;
+        }
         match msg.action {
             Action::Subscribe => {
                 conn.events.insert(msg.event.clone());

@@ -6,7 +6,7 @@ use std::time::Duration;
 use harness::ws::WsClient;
 use harness::{CancellationToken, TaskServer, eventually, within};
 use push_notifications::client::{self, Event};
-use push_notifications::{Config, Push, close_code};
+use push_notifications::{Config, MAX_SUBSCRIPTIONS, Push, close_code};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -211,6 +211,26 @@ async fn bad_publishes_and_bad_subscriptions_get_clear_errors() {
     c.recv_json_where(WAIT, |v| v["type"] == "error").await.expect("error");
     // The connection survives both.
     c.send_json(&json!({"event": "ok"})).await.expect("send");
+    c.recv_json_where(WAIT, |v| v["type"] == "subscribed").await.expect("ack");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// One connection cannot grow the server's maps without end by subscribing
+/// to ever new event names: past the cap it gets an error, and stays.
+#[tokio::test]
+async fn subscriptions_per_connection_are_capped() {
+    let (server, push) = start(quick()).await;
+    let mut c = WsClient::connect(&url(server.addr())).await.expect("connect");
+    for i in 0..MAX_SUBSCRIPTIONS {
+        c.send_json(&json!({"event": format!("e{i}")})).await.expect("send");
+        c.recv_json_where(WAIT, |v| v["type"] == "subscribed").await.expect("ack");
+    }
+    c.send_json(&json!({"event": "one-too-many"})).await.expect("send");
+    let e = c.recv_json_where(WAIT, |v| v["type"] == "error").await.expect("error");
+    assert!(e["message"].as_str().expect("text").contains("at most"), "{e}");
+    assert_eq!(push.stats().subscribers.len(), MAX_SUBSCRIPTIONS);
+    // Subscribing again to one it has is not a new subscription.
+    c.send_json(&json!({"event": "e0"})).await.expect("send");
     c.recv_json_where(WAIT, |v| v["type"] == "subscribed").await.expect("ack");
     server.shutdown().await.expect("clean shutdown");
 }
