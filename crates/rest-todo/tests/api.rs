@@ -257,7 +257,7 @@ async fn bad_bodies_get_their_own_status<S: Store>(store: S) {
     let longest = json!({"task": "é".repeat(MAX_TASK_CHARS)});
     assert_eq!(c.json("POST", "/todos", &longest).await.expect("POST").status, 201);
 
-    // Too large: refused from the Content-Length, before it is buffered.
+    // Too large: refused with 413 once more than MAX_BODY_BYTES have arrived.
     let mut huge = b"{\"task\": \"".to_vec();
     huge.resize(MAX_BODY_BYTES + 1, b'a');
     let mut c2 = Client::connect(server.addr()).await.expect("a second connection");
