@@ -119,6 +119,12 @@ pub fn serve(listener: TcpListener, config: &Config, stop: &AtomicBool) -> io::R
             // to stop serving everyone else.
             Err(e) if is_per_connection(&e) => {
                 tracing::warn!("accept failed, going on: {e}");
+                // Out of file descriptors, the next accept fails the same way
+                // at once: pause, or this loop spins a core and floods the log
+                // until a descriptor is freed.
+                if e.raw_os_error() == Some(EMFILE) {
+                    thread::sleep(ACCEPT_PAUSE);
+                }
                 continue;
             }
             Err(e) => return Err(e),
@@ -195,8 +201,17 @@ fn is_per_connection(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
-    ) || e.raw_os_error() == Some(24) // EMFILE: too many open files, for now
+    ) || e.raw_os_error() == Some(EMFILE)
 }
+
+/// EMFILE, "too many open files": this process has used up its descriptors.
+/// It passes when a connection closes, so it is a reason to wait, not to stop.
+const EMFILE: i32 = 24;
+
+/// How long `serve` pauses after `accept` fails with EMFILE before trying
+/// again. Long enough not to spin, short enough that a freed descriptor is
+/// used almost at once.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
 /// Sends `message` to the echo server at `addr` and returns what came back.
 ///

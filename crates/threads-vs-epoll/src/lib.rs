@@ -193,6 +193,11 @@ fn refuse(mut stream: impl Write, stats: &Stats) {
 // Flavour 1: a thread per connection
 // ---------------------------------------------------------------------------
 
+/// How long the blocking accept loops pause after `accept` fails for want of
+/// resources (EMFILE, ENFILE, ENOMEM, ENOBUFS). Long enough not to spin, short
+/// enough that a freed descriptor is used almost at once.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+
 /// Serves with one OS thread per connection until `stop` turns true.
 ///
 /// Each thread runs a plain blocking loop, [`echo_blocking`]: the kernel
@@ -219,6 +224,12 @@ pub fn serve_threaded(
             // it: this connection is lost, the server is not.
             Err(e) => {
                 eprintln!("threaded: accept failed: {e}");
+                // Out of descriptors or memory, the next accept fails the same
+                // way at once: pause, or this loop spins a core and floods the
+                // log until some connection closes.
+                if matches!(e.raw_os_error(), Some(23 | 24 | 12 | 105)) {
+                    thread::sleep(ACCEPT_PAUSE);
+                }
                 continue;
             }
         };
