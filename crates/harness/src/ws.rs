@@ -309,14 +309,19 @@ impl Frame {
         } else {
             None
         };
-        if buf.len() < at + len {
+        // A hostile 64-bit length must not overflow `at + len` (a panic in a
+        // debug build): such a frame can never be complete, so say so.
+        let end = at
+            .checked_add(len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "frame length overflows"))?;
+        if buf.len() < end {
             return Ok(None);
         }
-        let mut payload = buf[at..at + len].to_vec();
+        let mut payload = buf[at..end].to_vec();
         if let Some(key) = mask {
             payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i % 4]);
         }
-        Ok(Some((Frame { fin, opcode, mask, payload }, at + len)))
+        Ok(Some((Frame { fin, opcode, mask, payload }, end)))
     }
 
     /// For a close frame: its code, if the payload carries one.

@@ -98,3 +98,15 @@ async fn raw_ws_does_the_handshake_and_reads_frames() {
     assert_eq!(close.close_code(), Some(4001));
     server.shutdown().await;
 }
+
+#[test]
+fn a_hostile_64_bit_length_is_an_error_not_a_panic() {
+    // FIN + text, no mask, length 127 => the next 8 bytes: u64::MAX.
+    let mut frame = vec![0x81, 0x7F];
+    frame.extend_from_slice(&u64::MAX.to_be_bytes());
+    assert!(harness::ws::Frame::parse(&frame).is_err());
+    // A large but representable length is simply incomplete.
+    let mut big = vec![0x81, 0x7F];
+    big.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    assert!(matches!(harness::ws::Frame::parse(&big), Ok(None)));
+}
