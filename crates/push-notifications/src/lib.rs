@@ -50,7 +50,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -78,6 +78,13 @@ pub const MAX_EVENT_NAME: usize = 64;
 /// an entry in two maps; without a cap one client could subscribe to new
 /// names until the server ran out of memory. A phone follows a handful.
 pub const MAX_SUBSCRIPTIONS: usize = 64;
+
+/// Open WebSocket connections the server accepts; the next upgrade gets an
+/// HTTP 503 before any task is spent on it. Each subscriber costs a task, a
+/// queue and tungstenite's buffers (about 150 KiB in all, chapter 11 measures
+/// it), so the default bounds the server near 300 MiB. The transports report
+/// follows with 1,000.
+pub const MAX_CONNECTIONS: usize = 2000;
 
 /// Largest message a client may send (subscriptions are tiny), and the
 /// largest `POST /notify` body. Above it: close 1009 and HTTP 413.
@@ -122,6 +129,8 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// See [`CLOSE_GRACE`].
     pub close_grace: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -132,6 +141,7 @@ impl Default for Config {
             ping_interval: PING_INTERVAL,
             pong_timeout: PONG_TIMEOUT,
             close_grace: CLOSE_GRACE,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -260,6 +270,8 @@ struct Shared {
     hub: Mutex<Hub>,
     next_conn: AtomicU64,
     kicked_slow: AtomicU64,
+    /// One permit per open connection, see [`MAX_CONNECTIONS`].
+    slots: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -278,12 +290,14 @@ impl Push {
             config.queue_capacity > config.history_len,
             "queue_capacity must exceed history_len, or a replay alone would overflow the queue"
         );
+        let slots = Arc::new(Semaphore::new(config.max_connections));
         Self {
             shared: Arc::new(Shared {
                 config,
                 hub: Mutex::new(Hub::default()),
                 next_conn: AtomicU64::new(1),
                 kicked_slow: AtomicU64::new(0),
+                slots,
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
             }),
@@ -486,19 +500,23 @@ async fn stats(State(push): State<Push>) -> Json<Stats> {
 }
 
 async fn upgrade(ws: WebSocketUpgrade, State(push): State<Push>) -> Response {
+    // Past the cap, refuse with a plain 503 before upgrading (as lesson 8).
+    let Ok(permit) = Arc::clone(&push.shared.slots).try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+    };
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(2 * MAX_MESSAGE_BYTES + 64 * 1024)
         .on_upgrade(move |socket| {
             let tracker = push.shared.tracker.clone();
-            tracker.track_future(connection(push, socket))
+            tracker.track_future(connection(push, socket, permit))
         })
 }
 
 /// One subscriber connection: read subscriptions, write notifications (in
 /// [`writer`]), and clean up every subscription at the end.
-async fn connection(push: Push, socket: WebSocket) {
+async fn connection(push: Push, socket: WebSocket, _permit: OwnedSemaphorePermit) {
     let config = push.shared.config.clone();
     let id = push.shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (sink, mut stream) = socket.split();

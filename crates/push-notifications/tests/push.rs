@@ -236,6 +236,22 @@ async fn subscriptions_per_connection_are_capped() {
 }
 
 #[tokio::test]
+async fn connections_over_the_cap_are_refused_with_503() {
+    let (server, push) = start(Config { max_connections: 2, ..quick() }).await;
+    let addr = server.addr();
+    let first = subscriber(addr, &["a"], None).await;
+    let _second = subscriber(addr, &["a"], None).await;
+    let refused = WsClient::connect(&url(addr)).await.expect_err("a third is refused");
+    assert!(refused.to_string().contains("503"), "{refused}");
+    first.close().await.expect("close handshake");
+    eventually(WAIT, "the first slot to free up", || push.stats().connections == 1).await;
+    let mut third = subscriber(addr, &["a"], None).await;
+    notify(addr, "a", json!("after the refusal")).await;
+    assert_eq!(next_notification(&mut third).await["payload"], "after the refusal");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn a_subscriber_that_stops_reading_is_closed_with_1008() {
     let config = Config { history_len: 2, queue_capacity: 4, ..quick() };
     let (server, push) = start(config).await;
