@@ -91,7 +91,11 @@ struct AppState {
 
 /// The whole application: `/events`, `/update`, the page, and the shared
 /// extras (`/stats`, JSON 404, counters). `token` ends the streams.
+///
+/// Panics if `config.keep_alive` is zero: a stream needs a real interval,
+/// and saying so here, at start, beats a panic on the first subscriber.
 pub fn app(feed: Feed, config: Config, token: CancellationToken) -> Router {
+    assert!(!config.keep_alive.is_zero(), "sse::Config::keep_alive must be above zero");
     let state = AppState { feed: feed.clone(), config, token };
     let router = Router::new()
         .route("/", get(page))

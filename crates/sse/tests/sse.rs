@@ -439,3 +439,10 @@ async fn the_client_gives_up_for_good_on_a_non_stream_answer() {
         "no retry after a refusal"
     );
 }
+
+#[test]
+#[should_panic(expected = "keep_alive must be above zero")]
+fn a_zero_keep_alive_is_refused_when_the_app_is_built() {
+    let config = Config { keep_alive: Duration::ZERO, ..config() };
+    let _ = sse::app(Feed::default(), config, harness::CancellationToken::new());
+}
