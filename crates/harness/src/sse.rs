@@ -70,6 +70,15 @@ impl Parser {
         self.retry
     }
 
+    /// Bytes held for an event not yet dispatched: the unfinished line plus
+    /// the data and type gathered so far. The specification sets no limit,
+    /// so a server that never ends a line (or an event) makes this grow
+    /// without bound; a client that cares checks it after each
+    /// [`feed`](Self::feed) and gives up past its own cap.
+    pub fn pending_bytes(&self) -> usize {
+        self.line.len() + self.data.len() + self.event_type.len()
+    }
+
     /// Starts a new stream (after a reconnect): drops any half-read line and
     /// half-built event, but keeps the last event id and the reconnection
     /// time, as `EventSource` does.

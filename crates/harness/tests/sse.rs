@@ -145,3 +145,14 @@ fn byte_at_a_time_gives_the_same_events() {
     assert_eq!(whole, trickled);
     assert_eq!(whole, vec![ev("text", "é one\ntwo", "4"), ev("message", "z", "4")]);
 }
+
+#[test]
+fn pending_bytes_counts_what_an_unfinished_event_holds() {
+    let mut p = Parser::new();
+    assert_eq!(p.pending_bytes(), 0);
+    assert!(p.feed(b"event: tick\ndata: abc\ndata: de").is_empty());
+    // "tick" + "abc\n" gathered, "data: de" still a line.
+    assert_eq!(p.pending_bytes(), 4 + 4 + 8);
+    assert_eq!(p.feed(b"\n\n").len(), 1);
+    assert_eq!(p.pending_bytes(), 0, "a dispatched event frees everything");
+}

@@ -261,12 +261,21 @@ pub struct ClientConfig {
     /// Reconnect if nothing at all (not even a keep-alive comment) arrives
     /// for this long: the connection is probably dead.
     pub idle_timeout: Duration,
+    /// See [`MAX_EVENT_BYTES`].
+    pub max_event_bytes: usize,
 }
+
+/// The largest event the client holds while it is being received. The
+/// event-stream format has no limit, so without one a server that never
+/// ends a line would fill the client's memory. The feed's events are under
+/// 20 KiB (an 8 KiB payload, JSON-escaped at worst); past this cap the client
+/// stops with an error, since whatever sends it is not this feed.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
 impl Default for ClientConfig {
     fn default() -> Self {
         // Browsers start at a few seconds; two missed keep-alives mean dead.
-        Self { retry: RETRY, idle_timeout: KEEP_ALIVE * 2 }
+        Self { retry: RETRY, idle_timeout: KEEP_ALIVE * 2, max_event_bytes: MAX_EVENT_BYTES }
     }
 }
 
@@ -286,7 +295,8 @@ pub struct FollowReport {
 /// A Rust `EventSource`: follows `/events` at `addr`, calls `on_event` for
 /// each event, reconnects after a drop (waiting the server's `retry:`) with
 /// `Last-Event-ID`, until `want` updates arrived or `token` is cancelled.
-/// A non-200 answer ends it with an error, as it does in a browser.
+/// A non-200 answer ends it with an error, as it does in a browser, and so
+/// does an event over [`ClientConfig::max_event_bytes`].
 pub async fn follow(
     addr: SocketAddr,
     want: u64,
@@ -320,7 +330,7 @@ pub async fn follow(
 }
 
 /// One connection's worth of [`follow`]. `Ok(Some(why))` if the server
-/// refused to stream.
+/// refused to stream or sent an event too large to hold.
 async fn stream_once(
     addr: SocketAddr,
     parser: &mut Parser,
@@ -370,6 +380,12 @@ async fn stream_once(
             if report.updates >= want {
                 return Ok(None);
             }
+        }
+        if parser.pending_bytes() > config.max_event_bytes {
+            return Ok(Some(format!(
+                "an event over {} bytes without an end: not this feed's stream",
+                config.max_event_bytes
+            )));
         }
     }
 }

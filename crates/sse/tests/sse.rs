@@ -294,7 +294,11 @@ async fn the_client_reconnects_after_a_restart_and_resumes_by_id() {
     let addr = server.addr();
     let token = harness::CancellationToken::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let client_cfg = sse::ClientConfig { retry: Duration::from_millis(20), idle_timeout: WAIT };
+    let client_cfg = sse::ClientConfig {
+        retry: Duration::from_millis(20),
+        idle_timeout: WAIT,
+        ..sse::ClientConfig::default()
+    };
     let follower = tokio::spawn(sse::follow(addr, 4, client_cfg, token, move |e| {
         let _ = tx.send(e.clone());
     }));
@@ -406,6 +410,7 @@ async fn the_client_abandons_a_silent_connection_and_reconnects() {
     let cfg = sse::ClientConfig {
         retry: Duration::from_millis(10),
         idle_timeout: Duration::from_millis(100),
+        ..sse::ClientConfig::default()
     };
     let follower = tokio::spawn(sse::follow(addr, 1, cfg, token.clone(), |_| {}));
     harness::eventually(WAIT, "the client to give up on the silent stream and reconnect", || {
@@ -424,7 +429,11 @@ async fn the_client_gives_up_for_good_on_a_non_stream_answer() {
     let head =
         "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
     let (addr, connections) = fake_server(head, true).await;
-    let cfg = sse::ClientConfig { retry: Duration::from_millis(10), idle_timeout: WAIT };
+    let cfg = sse::ClientConfig {
+        retry: Duration::from_millis(10),
+        idle_timeout: WAIT,
+        ..sse::ClientConfig::default()
+    };
     let result = within(
         WAIT,
         "the client to give up",
@@ -445,4 +454,35 @@ async fn the_client_gives_up_for_good_on_a_non_stream_answer() {
 fn a_zero_keep_alive_is_refused_when_the_app_is_built() {
     let config = Config { keep_alive: Duration::ZERO, ..config() };
     let _ = sse::app(Feed::default(), config, harness::CancellationToken::new());
+}
+
+#[tokio::test]
+async fn the_client_gives_up_on_a_line_that_never_ends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that streams `data: xxxx...` forever without a newline.
+    let listener = tokio::net::TcpListener::bind(harness::EPHEMERAL).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else { return };
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: ";
+        let _ = s.write_all(head.as_bytes()).await;
+        let chunk = vec![b'x'; 16 * 1024];
+        while s.write_all(&chunk).await.is_ok() {
+            counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let cfg = sse::ClientConfig { max_event_bytes: 64 * 1024, ..sse::ClientConfig::default() };
+    let result = within(
+        WAIT,
+        "the client to give up on the endless line",
+        sse::follow(addr, 1, cfg, harness::CancellationToken::new(), |_| {}),
+    )
+    .await;
+    let err = result.expect_err("an endless line must end the client with an error");
+    assert!(err.to_string().contains("over 65536 bytes"), "{err}");
+    assert!(sent.load(std::sync::atomic::Ordering::SeqCst) >= 64 * 1024);
 }
