@@ -31,7 +31,6 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
@@ -41,13 +40,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How many updates the feed remembers. A client whose last id is older than
@@ -63,27 +59,6 @@ pub const HISTORY: usize = 256;
 /// still small enough that 256 of them in the history stay under 2 MiB.
 /// Answered with 413.
 pub const MAX_UPDATE_BYTES: usize = 8 * 1024;
-
-/// How long [`serve`] waits, after being told to stop, for open requests to
-/// finish before it gives up on them. Lessons end their held requests and
-/// streams as soon as they see the token, so this is only a backstop.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// How long a client has to send a request head, counted from when the
-/// server starts waiting for one; also how long a kept-alive connection may
-/// sit idle between requests. A held long poll or an open event stream is
-/// not waiting for a head, so it is not affected. Chapter 10 explains the
-/// attack this stops.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connections served at once; past it the server stops accepting and new
-/// clients wait in the listen backlog until one closes. Each long poll or
-/// stream holds one, and chapter 11 follows the feed with 1,000.
-pub const MAX_CONNECTIONS: usize = 4096;
-
-/// After a failed `accept` (out of file descriptors, say), wait this long
-/// before trying again rather than spinning on the same error.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// What an empty `POST /update` publishes. The notes' clients post with no
 /// body at all ("something changed"), and they should keep working.
@@ -513,83 +488,13 @@ pub fn finish(router: Router, feed: &Feed) -> Router {
         .layer(axum::middleware::from_fn_with_state(feed.clone(), count))
 }
 
-/// How [`serve_with`] runs connections; [`serve`] uses the defaults.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// See [`HEADER_TIMEOUT`].
-    pub header_timeout: Duration,
-    /// See [`MAX_CONNECTIONS`].
-    pub max_connections: usize,
-    /// See [`SHUTDOWN_GRACE`].
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        Self {
-            header_timeout: HEADER_TIMEOUT,
-            max_connections: MAX_CONNECTIONS,
-            shutdown_grace: SHUTDOWN_GRACE,
-        }
-    }
-}
-
-/// [`serve_with`] and the default [`ServeConfig`].
-pub async fn serve(listener: TcpListener, app: Router, token: CancellationToken) -> io::Result<()> {
-    serve_with(listener, app, token, ServeConfig::default()).await
-}
-
 /// Serves `app` on `listener` until `token` is cancelled, then stops
 /// accepting, lets open requests finish (lessons end held polls and streams
-/// when they see the token) and returns, giving up after the shutdown grace.
-///
-/// It is what `axum::serve` does, written out (as in lesson 10, whose chapter
-/// walks through it) to add what `axum::serve` cannot: hyper's header-read
-/// timeout and a cap on connections.
-pub async fn serve_with(
-    listener: TcpListener,
-    app: Router,
-    token: CancellationToken,
-    config: ServeConfig,
-) -> io::Result<()> {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    loop {
-        // A slot first, then a connection: at the cap we stop accepting.
-        let slot = tokio::select! {
-            () = token.cancelled() => break,
-            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
-        };
-        let stream = tokio::select! {
-            () = token.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(e) => {
-                    tracing::warn!("accept failed ({e}); trying again shortly");
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
-                    continue;
-                }
-            },
-        };
-        let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            // An error ends this connection only (garbage, a vanished
-            // client, a header timeout); hyper answered what deserved it.
-            let _ = connection.await;
-            drop(slot);
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(config.shutdown_grace) => {
-            tracing::warn!("open connections outlived the shutdown grace; closing them");
-        }
-    }
-    Ok(())
+/// when they see the token) and returns. It runs on the loop in the
+/// `http-serve` crate, with its default header-read timeout, connection cap
+/// and shutdown grace.
+pub async fn serve(listener: TcpListener, app: Router, token: CancellationToken) -> io::Result<()> {
+    http_serve::serve(listener, app, token, http_serve::ServeConfig::default()).await
 }
 
 /// The browser page every lesson serves at `/`: a list the feed shows up in,

@@ -318,10 +318,9 @@ impl Push {
     /// Serves until `token` is cancelled, then closes every connection with
     /// 1001 and waits up to [`SHUTDOWN_WAIT`] for them.
     pub async fn serve(self, listener: TcpListener, token: CancellationToken) -> io::Result<()> {
-        let stop = token.clone();
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        // The accept loop of lessons 5 to 10 (see chapter 10).
+        let config = http_serve::ServeConfig::default();
+        http_serve::serve(listener, self.router(), token, config).await?;
         self.shared.shutdown.cancel();
         self.shared.tracker.close();
         if tokio::time::timeout(SHUTDOWN_WAIT, self.shared.tracker.wait()).await.is_err() {

@@ -29,7 +29,6 @@ pub mod store;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -39,13 +38,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use http_serve::ServeConfig;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use store::{Expect, MemoryStore, Page, SqliteStore, Store, StoreError};
@@ -77,23 +73,10 @@ pub const MAX_PAGE: usize = 1000;
 /// anyway. A client that stalls mid-request must not hold the process forever.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// How long a client has to send a request's head (request line and
-/// headers), counted from the moment the server starts waiting for it. A
-/// client that trickles a header every few seconds forever (a "slowloris")
-/// is cut off after this, and since hyper also starts the clock while a
-/// kept-alive connection waits for its next request, an idle connection is
-/// closed after it too.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connections served at once. The server takes a slot before it accepts,
-/// so past the cap new clients wait in the kernel's listen backlog (their
-/// connect succeeds, their request waits) until a connection closes, instead
-/// of each costing a task and buffers.
+/// Connections served at once (see `http_serve::MAX_CONNECTIONS`). Lower
+/// than the feed lessons' default: an API client makes a request and goes,
+/// and 512 kept-alive connections is a lot of clients for one process.
 pub const MAX_CONNECTIONS: usize = 512;
-
-/// After a failed `accept` (out of file descriptors, say), wait this long
-/// before trying again rather than spinning on the same error.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A todo as it is stored and sent. `version` is not in the JSON (the notes'
 /// shape stays exactly `{"id","task","completed"}`); it travels in the `ETag`
@@ -520,97 +503,26 @@ fn with_etag(status: StatusCode, todo: Todo) -> Response {
 // Serving, with graceful shutdown.
 // ---------------------------------------------------------------------------
 
-/// How [`serve_with`] runs the connections. [`serve`] uses the defaults;
-/// tests shorten them.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// See [`HEADER_TIMEOUT`].
-    pub header_timeout: Duration,
-    /// See [`MAX_CONNECTIONS`].
-    pub max_connections: usize,
-    /// See [`SHUTDOWN_GRACE`].
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        Self {
-            header_timeout: HEADER_TIMEOUT,
-            max_connections: MAX_CONNECTIONS,
-            shutdown_grace: SHUTDOWN_GRACE,
-        }
-    }
-}
-
-/// [`serve_with`] and the default [`ServeConfig`].
+/// Serves the API on `listener` until `token` is cancelled, then stops
+/// accepting, lets requests in flight finish (idle keep-alive connections are
+/// closed at once), and returns. If some request is still going after
+/// [`SHUTDOWN_GRACE`], it returns anyway and the runtime drops the rest.
+///
+/// The loop is the `http-serve` crate's (chapter 10 walks through it): a
+/// header-read timeout, at most [`MAX_CONNECTIONS`], and Nagle off, since
+/// every answer is one complete write.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     store: S,
     token: CancellationToken,
 ) -> io::Result<()> {
-    serve_with(listener, store, token, ServeConfig::default()).await
-}
-
-/// Serves the API on `listener` until `token` is cancelled, then stops
-/// accepting, lets requests in flight finish (idle keep-alive connections are
-/// closed at once), and returns. If some request is still going after the
-/// shutdown grace, it returns anyway and the runtime drops the rest.
-///
-/// This is the loop `axum::serve` runs for us in the other lessons, written
-/// out because `axum::serve` has no settings: here each connection gets
-/// hyper's header-read timeout and a slot out of `max_connections`.
-pub async fn serve_with<S: Store>(
-    listener: TcpListener,
-    store: S,
-    token: CancellationToken,
-    config: ServeConfig,
-) -> io::Result<()> {
-    let app = router(store);
-    let mut http = hyper::server::conn::http1::Builder::new();
-    // The timeout needs a timer to count with; without one hyper panics.
-    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    loop {
-        // A slot first, then a connection: at the cap we stop accepting.
-        let slot = tokio::select! {
-            () = token.cancelled() => break,
-            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
-        };
-        let stream = tokio::select! {
-            () = token.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(e) => {
-                    eprintln!("rest-todo: accept failed ({e}); trying again shortly");
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
-                    continue;
-                }
-            },
-        };
-        // Answers are small and complete: send them without Nagle's wait.
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            // Errors here (garbage on the wire, a client that vanished, a
-            // header timeout) end this connection only; hyper has already
-            // answered what deserved an answer.
-            let _ = connection.await;
-            drop(slot);
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(config.shutdown_grace) => {
-            eprintln!(
-                "rest-todo: requests still open after {:?}; stopping anyway",
-                config.shutdown_grace
-            );
-        }
-    }
-    Ok(())
+    let config = ServeConfig {
+        max_connections: MAX_CONNECTIONS,
+        shutdown_grace: SHUTDOWN_GRACE,
+        nodelay: true,
+        ..ServeConfig::default()
+    };
+    http_serve::serve(listener, router(store), token, config).await
 }
 
 // ---------------------------------------------------------------------------

@@ -272,13 +272,13 @@ impl Chat {
     /// every open connection and waits up to [`SHUTDOWN_WAIT`] for them.
     pub async fn serve(self, listener: TcpListener, token: CancellationToken) -> io::Result<()> {
         let shutdown = self.shared.shutdown.clone();
-        let stop = token.clone();
-        let http = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move { stop.cancelled().await });
-        http.await?;
-        // axum has stopped accepting. Upgraded connections are no longer
-        // axum's business (hyper hands the socket over), so we tell them
-        // ourselves and wait for them to finish.
+        // The accept loop of lessons 5 to 10 (a header-read timeout for the
+        // handshake request, a cap on HTTP connections; see chapter 10).
+        let config = http_serve::ServeConfig::default();
+        http_serve::serve(listener, self.router(), token, config).await?;
+        // The HTTP side has stopped accepting. Upgraded connections are no
+        // longer HTTP's business (hyper hands the socket over), so we tell
+        // them ourselves and wait for them to finish.
         shutdown.cancel();
         self.shared.tracker.close();
         if tokio::time::timeout(SHUTDOWN_WAIT, self.shared.tracker.wait()).await.is_err() {
