@@ -1,7 +1,9 @@
 //! A small HTTP/1.1 client over one keep-alive connection, built on hyper's
 //! low-level `client::conn` API so nothing is hidden: one TCP connection, one
-//! request at a time, reconnect only when the server closed it. The lessons'
-//! pollers and the SSE client use it, and count what they send with it.
+//! request at a time, reconnect only when the server closed it (and send a
+//! GET again, once, if the server closed the connection just as it went out).
+//! The lessons' pollers and the SSE client use it, and count what they send
+//! with it.
 
 use std::net::SocketAddr;
 
@@ -120,21 +122,43 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Option<(&str, Bytes)>,
     ) -> Result<Response<Incoming>, ClientError> {
-        let mut req = Request::builder().method(method).uri(path);
-        req = req.header(HOST, self.addr.to_string());
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        let req = match body {
-            Some((content_type, bytes)) => {
-                req.header(CONTENT_TYPE, content_type).body(Full::new(bytes))?
+        let host = self.addr.to_string();
+        let build = || {
+            let mut req = Request::builder().method(method.clone()).uri(path);
+            req = req.header(HOST, &host);
+            for (name, value) in headers {
+                req = req.header(*name, *value);
             }
-            None => req.body(Full::new(Bytes::new()))?,
+            match &body {
+                Some((content_type, bytes)) => {
+                    req.header(CONTENT_TYPE, *content_type).body(Full::new(bytes.clone()))
+                }
+                None => req.body(Full::new(Bytes::new())),
+            }
         };
-        let sender = self.sender().await?;
-        let resp = sender.send_request(req).await?;
+        let req = build()?;
+        let opened = self.connections;
+        self.sender().await?;
+        let reused = self.connections == opened;
         self.requests += 1;
-        Ok(resp)
+        let sender = self.sender.as_mut().ok_or_else(unreachable_closed)?;
+        match sender.send_request(req).await {
+            Ok(resp) => Ok(resp),
+            // A kept-alive connection can be closed by the server (its idle
+            // timeout) just as we send on it, and we learn only from the
+            // failed request. A GET changes nothing, so it is safe to send
+            // again on a fresh connection, once; a POST might have been
+            // processed, so its error goes to the caller.
+            Err(e) if reused && matches!(method, Method::GET | Method::HEAD) => {
+                tracing::debug!("request on a kept-alive connection failed ({e}); once more");
+                self.sender = None;
+                let req = build()?;
+                self.requests += 1;
+                let sender = self.sender().await?;
+                Ok(sender.send_request(req).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Sends a request and collects the whole response.
