@@ -58,7 +58,10 @@ fn within_blocking_returns_the_output() {
 #[test]
 #[should_panic(expected = "timed out after 50ms: a read that never returns")]
 fn within_blocking_panics_with_the_reason() {
-    within_blocking(SHORT, "a read that never returns", || std::thread::sleep(LONG));
+    // A receive with the sender kept alive blocks until the test unwinds
+    // (dropping the sender lets the thread finish).
+    let (_sender, receiver) = std::sync::mpsc::channel::<()>();
+    let _never = within_blocking(SHORT, "a read that never returns", move || receiver.recv());
 }
 
 #[test]

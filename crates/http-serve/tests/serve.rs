@@ -1,6 +1,8 @@
 //! The promises of `http_serve::serve`, over real sockets: the limits
 //! `axum::serve` has no setting for, upgrades, and a graceful stop.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,8 +17,9 @@ use http_serve::{ServeConfig, serve};
 const WAIT: Duration = Duration::from_secs(5);
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
-/// `/` answers "ok", `/slow` after 300 ms, `/ws` echoes WebSocket text.
-fn app() -> Router {
+/// `/` answers "ok", `/slow` after 300 ms (counting in `slow_started` when
+/// it begins), `/ws` echoes WebSocket text.
+fn app(slow_started: Arc<AtomicUsize>) -> Router {
     async fn echo(ws: WebSocketUpgrade) -> Response {
         ws.on_upgrade(|mut socket| async move {
             while let Some(Ok(Message::Text(t))) = socket.recv().await {
@@ -30,7 +33,9 @@ fn app() -> Router {
         .route("/", get(|| async { "ok" }))
         .route(
             "/slow",
-            get(|| async {
+            get(move || async move {
+                slow_started.fetch_add(1, Ordering::SeqCst);
+                // Work that takes a while: the handler, not the test, sleeps.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 "slow ok"
             }),
@@ -39,7 +44,14 @@ fn app() -> Router {
 }
 
 async fn start(config: ServeConfig) -> TaskServer<std::io::Result<()>> {
-    TaskServer::start(move |listener, token| serve(listener, app(), token, config))
+    start_counting(config, Arc::default()).await
+}
+
+async fn start_counting(
+    config: ServeConfig,
+    slow_started: Arc<AtomicUsize>,
+) -> TaskServer<std::io::Result<()>> {
+    TaskServer::start(move |listener, token| serve(listener, app(slow_started), token, config))
         .await
         .expect("binding 127.0.0.1:0")
 }
@@ -131,12 +143,15 @@ async fn a_websocket_upgrade_works_and_gives_its_slot_back() {
 
 #[tokio::test]
 async fn shutdown_finishes_the_request_in_flight_and_refuses_new_ones() {
-    let server = start(ServeConfig::default()).await;
+    let slow_started = Arc::new(AtomicUsize::new(0));
+    let server = start_counting(ServeConfig::default(), Arc::clone(&slow_started)).await;
     let addr = server.addr();
     let mut busy = HttpConn::connect(addr).await.expect("connect");
     busy.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("request");
-    // Let the server start on it before stopping.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    harness::eventually(WAIT, "the server to start on the request", || {
+        slow_started.load(Ordering::SeqCst) == 1
+    })
+    .await;
     server.token().cancel();
     harness::eventually(WAIT, "the listener to close", || {
         std::net::TcpStream::connect(addr).is_err()

@@ -234,7 +234,12 @@ async fn a_slow_subscriber_is_dropped_and_resumes_by_id() {
             published += 1;
             feed.publish(json!({ "n": published, "pad": pad }));
         }
-        // Let the server write what the socket takes.
+        // Pace the publisher: 1 ms lets the server write what the socket
+        // takes, so the queue fills only once the kernel's buffers are full
+        // (about 2,700 updates here). This is a rate, not a wait for some
+        // condition; with a bare `yield_now` the publisher outruns the server
+        // and the subscriber is dropped after a dozen updates, which would
+        // not show that a written-to stream never overflows.
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(feed.stats().subscribers, 0, "dropped, not kept with a growing queue");
