@@ -40,6 +40,22 @@ pub fn init_logging() {
     init_logging_at("info");
 }
 
+/// A token that Ctrl-C cancels: how each lesson's `serve` (and any command
+/// that runs until stopped) learns it should finish what it is doing and
+/// return. If the signal handler cannot be installed, the token is simply
+/// never cancelled and the process runs until it is killed. Call it inside a
+/// tokio runtime.
+pub fn ctrl_c_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let on_ctrl_c = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.cancel();
+        }
+    });
+    token
+}
+
 /// Like [`init_logging`], with another default level (`"warn"` for a demo
 /// whose narration already says everything the info logs would).
 pub fn init_logging_at(default_level: &str) {

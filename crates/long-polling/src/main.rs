@@ -55,12 +55,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
-            let token = CancellationToken::new();
-            let on_ctrl_c = token.clone();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                on_ctrl_c.cancel();
-            });
+            let token = harness::ctrl_c_token();
             println!("long-polling server on http://{addr}/ (hold {hold_secs}s); Ctrl-C stops it");
             println!("try: curl 'http://{addr}/data?since=0'");
             let config = Config { hold: Duration::from_secs(hold_secs) };

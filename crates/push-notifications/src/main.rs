@@ -55,22 +55,12 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-fn ctrl_c() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        t.cancel();
-    });
-    token
-}
-
 async fn serve(addr: SocketAddr, tick_ms: u64) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     println!("push on ws://{addr}/ws ; publish with POST http://{addr}/notify ; Ctrl-C to stop");
     println!("a page that subscribes and publishes: http://{addr}/");
-    let token = ctrl_c();
+    let token = harness::ctrl_c_token();
     let push = Push::new(Config::default());
     if tick_ms > 0 {
         push.spawn_timer("tick", Duration::from_millis(tick_ms), token.clone());
@@ -86,7 +76,7 @@ async fn run_client(
     since: Option<u64>,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel(64);
-    let stop = ctrl_c();
+    let stop = harness::ctrl_c_token();
     let url = format!("ws://{addr}/ws");
     let task = tokio::spawn(client::run(url, events, since, tx, stop));
     while let Some(event) = rx.recv().await {

@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 use harness::TaskServer;
 use rest_todo::{Client, DEFAULT_ADDR, HttpResponse, MemoryStore, SqliteStore, serve};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(about = "A REST API for todos (lesson 10). No subcommand: run the demo.")]
@@ -66,15 +65,11 @@ async fn main() -> anyhow::Result<()> {
 async fn run_server(addr: SocketAddr, db: Option<PathBuf>) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    let token = CancellationToken::new();
-    let on_ctrl_c = token.clone();
+    let token = harness::ctrl_c_token();
+    let said = token.clone();
     tokio::spawn(async move {
-        // If the signal handler cannot be installed, the server simply runs
-        // until it is killed; nothing else depends on it.
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("rest-todo: Ctrl-C, finishing open requests");
-            on_ctrl_c.cancel();
-        }
+        said.cancelled().await;
+        eprintln!("rest-todo: Ctrl-C, finishing open requests");
     });
     match db {
         None => {

@@ -60,12 +60,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
-            let token = CancellationToken::new();
-            let on_ctrl_c = token.clone();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                on_ctrl_c.cancel();
-            });
+            let token = harness::ctrl_c_token();
             println!("short-polling server on http://{addr}/; Ctrl-C stops it");
             println!("try: curl -i 'http://{addr}/data?since=0'");
             short_polling::run(listener, Feed::default(), token).await?;
@@ -73,12 +68,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Client { addr, interval_ms, no_etag, updates }) => {
-            let token = CancellationToken::new();
-            let on_ctrl_c = token.clone();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                on_ctrl_c.cancel();
-            });
+            let token = harness::ctrl_c_token();
             let report = short_polling::poll_feed(
                 addr,
                 0,

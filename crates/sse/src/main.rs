@@ -57,12 +57,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Serve { addr, keep_alive_secs }) => {
             let listener =
                 TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-            let token = CancellationToken::new();
-            let on_ctrl_c = token.clone();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                on_ctrl_c.cancel();
-            });
+            let token = harness::ctrl_c_token();
             println!("SSE server on http://{addr}/; Ctrl-C stops it");
             println!("try: curl -N http://{addr}/events");
             let config =

@@ -53,12 +53,11 @@ async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     println!("chat on ws://{addr}/ws, page at http://{addr}/ ; Ctrl-C to stop");
-    let token = CancellationToken::new();
-    let stop = token.clone();
+    let token = harness::ctrl_c_token();
+    let said = token.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        said.cancelled().await;
         println!("\nshutting down: every open connection gets close 1001");
-        stop.cancel();
     });
     Chat::new(Config::default()).serve(listener, token).await?;
     Ok(())
@@ -77,7 +76,7 @@ async fn run_client(addr: SocketAddr, name: String) -> anyhow::Result<()> {
             }
         }
     });
-    let stop = CancellationToken::new();
+    let stop = harness::ctrl_c_token();
     let printer = tokio::spawn(async move {
         while let Some(line) = out_rx.recv().await {
             // A closed stdout (`| head`) ends the printing, not in a panic.
@@ -87,11 +86,6 @@ async fn run_client(addr: SocketAddr, name: String) -> anyhow::Result<()> {
         }
     });
     let url = format!("ws://{addr}/ws");
-    let stop2 = stop.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        stop2.cancel();
-    });
     client::run(&url, &name, line_rx, out_tx, Backoff::default(), stop).await;
     let _ = printer.await;
     Ok(())
