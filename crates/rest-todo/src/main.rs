@@ -55,6 +55,9 @@ enum Action {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Warnings only: the serving loop reports on stderr when accepting fails
+    // or a request outlives the shutdown grace; the demo narrates the rest.
+    harness::init_logging_at("warn");
     match Cli::parse().command {
         None => demo().await,
         Some(Command::Serve { addr, db }) => run_server(addr, db).await,

@@ -267,9 +267,10 @@ pub struct ClientConfig {
 
 /// The largest event the client holds while it is being received. The
 /// event-stream format has no limit, so without one a server that never
-/// ends a line would fill the client's memory. The feed's events are under
-/// 20 KiB (an 8 KiB payload, JSON-escaped at worst); past this cap the client
-/// stops with an error, since whatever sends it is not this feed.
+/// ends a line would fill the client's memory. The feed's events stay under
+/// 32 KiB (an 8 KiB body, even one that is all line breaks, each of which
+/// becomes a `data:` line); past this cap the client stops with an error,
+/// since whatever sends it is not this feed.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
 impl Default for ClientConfig {
