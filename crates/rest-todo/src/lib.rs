@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use store::{Expect, MemoryStore, Page, SqliteStore, Store, StoreError};
+pub use store::{Expect, MAX_TODOS, MemoryStore, Page, SqliteStore, Store, StoreError};
 
 /// Where `serve` listens unless told otherwise: loopback only, the lesson's port.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7095";
@@ -222,13 +222,23 @@ impl From<StoreError> for ApiError {
             // 412: the request was fine, but the condition the client
             // attached to it (If-Match) is false now.
             StoreError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
+            // 507: the server cannot store this now; the request was
+            // fine and nothing was changed, so it may be sent again later.
+            StoreError::Full(_) => StatusCode::INSUFFICIENT_STORAGE,
             StoreError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let error = match e {
             StoreError::NotFound(_) => "todo not found",
             StoreError::Stale { .. } => "precondition failed",
+            StoreError::Full(_) => "storage full",
             StoreError::Backend(_) => "storage failed",
         };
+        // The client's problems are the client's to read in the answer; the
+        // server's own failures must also reach whoever runs it, or a
+        // read-only or vanished database fails quietly, one 500 at a time.
+        if status.is_server_error() {
+            tracing::error!("{e}");
+        }
         Self::new(status, error, e.to_string())
     }
 }
@@ -458,6 +468,12 @@ fn check_task(task: &str) -> Result<(), ApiError> {
         |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid todo", detail);
     if task.trim().is_empty() {
         return Err(invalid("task must not be empty".into()));
+    }
+    // A task is one line of text. NUL, a newline or an escape sequence
+    // (`\u001b[2J` clears a terminal) in it is a client bug or an attack on
+    // whoever prints the list later, so it is refused rather than stored.
+    if let Some(c) = task.chars().find(|c| c.is_control()) {
+        return Err(invalid(format!("task must not contain control characters (found {c:?})")));
     }
     let chars = task.chars().count();
     if chars > MAX_TASK_CHARS {

@@ -248,6 +248,9 @@ async fn bad_bodies_get_their_own_status<S: Store>(store: S) {
         (json!({"task": ""}), "an empty task"),
         (json!({"task": " \t "}), "a blank task"),
         (json!({"task": "é".repeat(MAX_TASK_CHARS + 1)}), "a task one character too long"),
+        (json!({"task": "milk\u{0}"}), "a NUL in the task"),
+        (json!({"task": "\u{1b}[2Jmilk"}), "a terminal escape sequence in the task"),
+        (json!({"task": "milk\nbread"}), "a newline in the task"),
     ] {
         let resp = c.json("POST", "/todos", &body).await.expect("POST");
         assert_eq!(resp.status, 422, "{why}: {}", resp.text());

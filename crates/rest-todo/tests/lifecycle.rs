@@ -171,3 +171,41 @@ async fn a_chunked_body_over_the_limit_is_413() {
     assert_error(&resp, 413, "body too large");
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// The memory store is bounded: past its limit a create is refused with 507
+/// and the JSON error, nothing else changes, and a delete makes room again.
+#[tokio::test]
+async fn the_memory_store_refuses_creates_past_its_limit() {
+    let (server, mut c) = start(MemoryStore::with_max(3)).await;
+    for task in ["a", "b", "c"] {
+        assert_eq!(
+            c.json("POST", "/todos", &json!({"task": task})).await.expect("POST").status,
+            201
+        );
+    }
+    let refused = c.json("POST", "/todos", &json!({"task": "d"})).await.expect("POST");
+    assert_error(&refused, 507, "storage full");
+    assert_eq!(ids(&c.get("/todos").await.expect("GET")), vec![1, 2, 3], "nothing was added");
+    assert_eq!(c.send("DELETE", "/todos/2", &[], b"").await.expect("DELETE").status, 204);
+    let again = c.json("POST", "/todos", &json!({"task": "d"})).await.expect("POST");
+    assert_eq!(again.status, 201, "{}", again.text());
+    assert_eq!(json(&again)["id"], 4, "ids are still never reused");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// A storage failure is the operator's problem as much as the client's: it
+/// is logged at error level, not only answered with a 500.
+#[tokio::test]
+async fn a_storage_failure_is_logged() {
+    let log = common::CapturedLog::default();
+    let _guard = tracing::subscriber::set_default(log.subscriber());
+    let db = TempDb::new();
+    let store = SqliteStore::open(db.path()).expect("creating the file");
+    let (server, mut c) = start(store).await;
+    let other = rusqlite::Connection::open(db.path()).expect("a second connection to the file");
+    other.execute("DROP TABLE todos", []).expect("dropping the table behind the server's back");
+    assert_error(&c.get("/todos/1").await.expect("GET"), 500, "storage failed");
+    let text = log.text();
+    assert!(text.contains("ERROR") && text.contains("no such table"), "nothing logged: {text:?}");
+    server.shutdown().await.expect("clean shutdown");
+}

@@ -83,3 +83,69 @@ pub fn ids(resp: &HttpResponse) -> Vec<u64> {
         .map(|t| t["id"].as_u64().expect("every todo has a numeric id"))
         .collect()
 }
+
+/// A tmpfs of a fixed size mounted on a fresh folder, unmounted on drop: a
+/// disk that really fills up, so SQLite gets ENOSPC from the kernel exactly
+/// as it would on a full production disk. Mounting needs root; `mount` says
+/// why if it cannot.
+#[derive(Debug)]
+pub struct TinyDisk {
+    dir: PathBuf,
+}
+
+impl TinyDisk {
+    pub fn mount(bytes: u64) -> io::Result<Self> {
+        let dir = TempDb::new().path().with_extension("mnt");
+        std::fs::create_dir(&dir)?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .output()?;
+        if !out.status.success() {
+            let _ = std::fs::remove_dir(&dir);
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            return Err(io::Error::other(format!("mount -t tmpfs failed: {why}")));
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Log lines written through `tracing` while a test runs, kept in memory.
+/// `tracing::subscriber::set_default(log.subscriber())` captures what this
+/// thread logs (a current-thread tokio test runs the server on it too).
+#[derive(Debug, Clone, Default)]
+pub struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        let sink = self.clone();
+        tracing_subscriber::fmt().with_ansi(false).with_writer(move || sink.clone()).finish()
+    }
+
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
