@@ -45,6 +45,14 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_millis(200);
 /// How many times the client sends one request before giving up.
 pub const MAX_ATTEMPTS: u32 = 5;
 
+/// How often the server writes one INFO line summing up what it did since
+/// the last one. A line per datagram is a gift to an attacker: anyone who can
+/// send UDP can make the server write a log line per packet, and a flood of
+/// small datagrams on loopback wrote 145 MB of log in 15 seconds. One line
+/// every few seconds costs nothing, still shows a human that traffic is
+/// flowing, and the per-datagram lines are there at `RUST_LOG=debug`.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -52,11 +60,13 @@ pub struct Config {
     pub drop_rate: f64,
     /// Seed for the drop decisions, so a run can be repeated exactly.
     pub seed: u64,
+    /// At most one summary line per this long ([`SUMMARY_INTERVAL`]).
+    pub summary_every: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { drop_rate: 0.0, seed: 1 }
+        Self { drop_rate: 0.0, seed: 1, summary_every: SUMMARY_INTERVAL }
     }
 }
 
@@ -112,6 +122,12 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// says that it cut a datagram short; it fills the buffer and throws the rest
 /// away. If the extra byte got filled, the datagram was too large, and the
 /// server says so instead of echoing a fragment of it.
+///
+/// Each datagram is logged at DEBUG only; at INFO the server writes one
+/// summary line at most every `config.summary_every`, and one more when it
+/// stops. To write that line when the traffic has stopped too, it sets a read
+/// timeout of `summary_every` on `socket`, so `recv_from` wakes up now and
+/// then even when nothing arrives.
 pub fn serve(
     socket: &UdpSocket,
     config: &Config,
@@ -120,9 +136,26 @@ pub fn serve(
 ) -> io::Result<()> {
     let mut rng = Rng::new(config.seed);
     let mut buf = [0u8; MAX_DATAGRAM + 1];
+    // A zero timeout is refused by the kernel (and would mean "never" anyway).
+    let every = config.summary_every.max(Duration::from_millis(1));
+    socket.set_read_timeout(Some(every))?;
+    let mut tally = Tally::new();
     loop {
-        let (n, from) = match socket.recv_from(&mut buf) {
+        let got = socket.recv_from(&mut buf);
+        if tally.since.elapsed() >= every {
+            tally.report();
+        }
+        let (n, from) = match got {
             Ok(got) => got,
+            // The read timeout: nothing arrived for a while. Time to look at
+            // the stop flag (and, above, to write a summary that is due).
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if stop.load(Ordering::SeqCst) {
+                    tally.report();
+                    return Ok(());
+                }
+                continue;
+            }
             // On Linux an earlier `send_to` to a port nobody listens on comes
             // back later as ECONNREFUSED on some systems. It concerns that
             // one client, not the server.
@@ -136,31 +169,91 @@ pub fn serve(
             {
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                tally.report();
+                return Err(e);
+            }
         };
         if stop.load(Ordering::SeqCst) {
+            tally.report();
             return Ok(());
         }
         stats.received.fetch_add(1, Ordering::SeqCst);
         if rng.next_f64() < config.drop_rate {
             stats.dropped.fetch_add(1, Ordering::SeqCst);
-            tracing::info!("{from}: {n} bytes, dropped on purpose");
+            tally.dropped += 1;
+            tracing::debug!("{from}: {n} bytes, dropped on purpose");
             continue;
         }
         let reply = if n > MAX_DATAGRAM {
             stats.too_large.fetch_add(1, Ordering::SeqCst);
-            tracing::info!("{from}: more than {MAX_DATAGRAM} bytes, refused");
+            tally.too_large += 1;
+            tracing::debug!("{from}: more than {MAX_DATAGRAM} bytes, refused");
             TOO_LARGE_REPLY
         } else {
             stats.echoed.fetch_add(1, Ordering::SeqCst);
-            tracing::info!("{from}: {n} bytes, echoed");
+            tally.echoed += 1;
+            tally.bytes += n as u64;
+            tracing::debug!("{from}: {n} bytes, echoed");
             &buf[..n]
         };
         // A failed send concerns one client (its address may be unreachable):
-        // log it and serve the next datagram.
+        // count it for the summary and serve the next datagram. A WARN line
+        // each would let a flood fill the log again.
         if let Err(e) = socket.send_to(reply, from) {
-            tracing::warn!("{from}: send failed: {e}");
+            tracing::debug!("{from}: send failed: {e}");
+            tally.send_failed += 1;
+            tally.last_send_error = Some(e);
         }
+    }
+}
+
+/// What the server did since its last summary line.
+#[derive(Debug)]
+struct Tally {
+    since: Instant,
+    echoed: u64,
+    bytes: u64,
+    dropped: u64,
+    too_large: u64,
+    send_failed: u64,
+    last_send_error: Option<io::Error>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            echoed: 0,
+            bytes: 0,
+            dropped: 0,
+            too_large: 0,
+            send_failed: 0,
+            last_send_error: None,
+        }
+    }
+
+    /// Writes one INFO line if anything happened since the last one, and
+    /// starts counting afresh either way.
+    fn report(&mut self) {
+        let done = std::mem::replace(self, Self::new());
+        if done.echoed + done.dropped + done.too_large + done.send_failed == 0 {
+            return;
+        }
+        let last_error = match &done.last_send_error {
+            Some(e) => format!(" (last: {e})"),
+            None => String::new(),
+        };
+        tracing::info!(
+            "summary: {} datagrams echoed ({} bytes), {} dropped on purpose, \
+             {} refused as too large, {} sends failed{last_error}, in the last {:.1?}",
+            done.echoed,
+            done.bytes,
+            done.dropped,
+            done.too_large,
+            done.send_failed,
+            done.since.elapsed(),
+        );
     }
 }
 

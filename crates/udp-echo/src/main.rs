@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
                 drop_rate * 100.0
             );
             println!("try: nc -u {} {}", addr.ip(), addr.port());
-            let config = Config { drop_rate, seed };
+            let config = Config { drop_rate, seed, ..Config::default() };
             udp_echo::serve(&socket, &config, &AtomicBool::new(false), &Stats::default())?;
             Ok(())
         }
@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
 
 fn demo() -> anyhow::Result<()> {
     let stats = Arc::new(Stats::default());
-    let config = Config { drop_rate: 0.3, seed: 7 };
+    let config = Config { drop_rate: 0.3, seed: 7, ..Config::default() };
     let s = Arc::clone(&stats);
     let server = BlockingServer::start_udp("udp-echo", move |socket, stop| {
         udp_echo::serve(&socket, &config, &stop, &s)

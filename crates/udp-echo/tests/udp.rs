@@ -89,7 +89,7 @@ fn one_socket_serves_many_clients_without_connections() {
 
 #[test]
 fn retries_get_every_request_through_a_lossy_server() {
-    let (server, stats) = start(Config { drop_rate: 0.5, seed: 42 });
+    let (server, stats) = start(Config { drop_rate: 0.5, seed: 42, ..Config::default() });
     let addr = server.addr();
     let attempts = within_blocking(DEADLINE, "20 requests through 50% loss", move || {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -120,7 +120,7 @@ fn retries_get_every_request_through_a_lossy_server() {
 
 #[test]
 fn a_server_that_never_answers_ends_in_a_timeout_error() {
-    let (server, stats) = start(Config { drop_rate: 1.0, seed: 1 });
+    let (server, stats) = start(Config { drop_rate: 1.0, seed: 1, ..Config::default() });
     let addr = server.addr();
     let err = within_blocking(DEADLINE, "the client to give up", move || {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
