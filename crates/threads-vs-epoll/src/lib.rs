@@ -10,8 +10,10 @@
 //!   capped at [`WRITE_BUF_CAP`] (back-pressure), edge-triggered readiness.
 //! * [`serve_tokio`]: the same event loop hidden behind `async`/`await`.
 //!
-//! All three refuse politely past a connection limit and count what they do
-//! in a shared [`Stats`], which the tests and the demo read.
+//! All three refuse politely past a connection limit (lowered at start to
+//! what `ulimit -n` leaves room for, so the refusal itself never runs out of
+//! descriptors) and count what they do in a shared [`Stats`], which the tests
+//! and the demo read.
 //!
 //! ```text
 //! cargo run -p threads-vs-epoll                                   # demo: threads and memory side by side
@@ -73,7 +75,8 @@ pub const WRITE_BUF_CAP: usize = 64 * 1024;
 /// How many connections a server holds at once before it refuses. Each one
 /// costs a file descriptor (and, for the threaded server, a thread); running
 /// out of either in the middle of an `accept` is worse than saying no.
-/// 15,000 leaves room under this machine's open-file limit of 20,000.
+/// 15,000 leaves room under this machine's open-file limit of 20,000; under a
+/// lower limit each server lowers its cap when it starts ([`RESERVED_FDS`]).
 pub const MAX_CONNECTIONS: usize = 15_000;
 
 /// What a refused client reads before the server closes: a line it can show
@@ -189,11 +192,52 @@ fn refuse(mut stream: impl Write, stats: &Stats) {
     let _ = stream.write(BUSY);
 }
 
+/// Descriptors a server keeps out of its connection cap. `ls -l /proc/<pid>/fd`
+/// on an idle `serve` counts three for stdio, one for the listener, and the
+/// event loop's: one epoll for mio, about six for tokio's runtime (epolls, an
+/// eventfd waker, a socket pair for signals). Add one for the connection a
+/// server accepts only to refuse it, and spares for what else a process may
+/// hold (a log file, a descriptor its parent forgot to close). Too few, and
+/// the server runs out of descriptors before it reaches its cap: `accept`
+/// fails, and a server that cannot accept cannot say [`BUSY`] either, so
+/// clients hang in the backlog. A spare descriptor costs nothing.
+pub const RESERVED_FDS: usize = 16;
+
+/// The connection cap that an open-file limit of `nofile` descriptors can
+/// really keep: `asked`, or fewer, so that [`RESERVED_FDS`] stay free.
+/// `None` means no limit.
+pub fn cap_for_nofile(asked: usize, nofile: Option<u64>) -> usize {
+    match nofile {
+        Some(limit) => {
+            let room = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(RESERVED_FDS);
+            asked.min(room)
+        }
+        None => asked,
+    }
+}
+
+/// `asked`, lowered to what this process's open-file limit (`ulimit -n`, the
+/// soft limit of `RLIMIT_NOFILE`) allows, saying so in one line if it had to.
+/// Each server calls it once, when it starts.
+fn fit_cap_to_nofile(who: &str, asked: usize) -> usize {
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let cap = cap_for_nofile(asked, nofile);
+    if cap < asked {
+        eprintln!(
+            "{who}: open-file limit (ulimit -n) is {}: serving at most {cap} connections \
+             instead of {asked}, keeping {RESERVED_FDS} descriptors for the listener, stdio, \
+             the event loop and the busy reply",
+            nofile.unwrap_or(u64::MAX)
+        );
+    }
+    cap
+}
+
 // ---------------------------------------------------------------------------
 // Flavour 1: a thread per connection
 // ---------------------------------------------------------------------------
 
-/// How long the blocking accept loops pause after `accept` fails for want of
+/// How long the accept loops pause after `accept` fails for want of
 /// resources (EMFILE, ENFILE, ENOMEM, ENOBUFS). Long enough not to spin, short
 /// enough that a freed descriptor is used almost at once.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
@@ -214,6 +258,9 @@ pub fn serve_threaded(
     stats: &Arc<Stats>,
     stop: &AtomicBool,
 ) -> io::Result<()> {
+    let max_connections = fit_cap_to_nofile("threaded", config.max_connections);
+    let mut accept_failures = Throttled::new("threaded: accept failed");
+    let mut spawn_failures = Throttled::new("threaded: cannot spawn a thread");
     for incoming in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -223,17 +270,18 @@ pub fn serve_threaded(
             // Out of file descriptors, or the client gave up before we got to
             // it: this connection is lost, the server is not.
             Err(e) => {
-                eprintln!("threaded: accept failed: {e}");
+                accept_failures.failed(&e);
                 // Out of descriptors or memory, the next accept fails the same
-                // way at once: pause, or this loop spins a core and floods the
-                // log until some connection closes.
+                // way at once: pause, or this loop spins a core until some
+                // connection closes.
                 if matches!(e.raw_os_error(), Some(23 | 24 | 12 | 105)) {
                     thread::sleep(ACCEPT_PAUSE);
                 }
                 continue;
             }
         };
-        if stats.open() >= config.max_connections {
+        accept_failures.log_if_due();
+        if stats.open() >= max_connections {
             refuse(&stream, stats);
             continue;
         }
@@ -257,11 +305,14 @@ pub fn serve_threaded(
                     }
                 }
             });
-        if let Err(e) = spawned {
-            // The kernel would not give us another thread (EAGAIN): the
-            // closure and its stream were dropped, so the client sees a close.
-            stats.open.fetch_sub(1, Ordering::SeqCst);
-            eprintln!("threaded: cannot spawn a thread: {e}");
+        match spawned {
+            Ok(_) => spawn_failures.log_if_due(),
+            Err(e) => {
+                // The kernel would not give us another thread (EAGAIN): the
+                // closure and its stream were dropped, so the client sees a close.
+                stats.open.fetch_sub(1, Ordering::SeqCst);
+                spawn_failures.failed(&e);
+            }
         }
     }
     Ok(())
@@ -352,6 +403,11 @@ pub fn serve_evented(
     // descriptors, say). Edge-triggered readiness will not tell us again about
     // connections still queued, so we retry on the next tick ourselves.
     let mut retry_accept = false;
+    let mut accepting = Accepting {
+        max_connections: fit_cap_to_nofile("evented", config.max_connections),
+        accept_failures: Throttled::new("evented: accept failed (retrying every 10ms)"),
+        register_failures: Throttled::new("evented: cannot register a connection"),
+    };
 
     while !stop.load(Ordering::SeqCst) {
         let timeout = if retry_accept { Duration::from_millis(10) } else { TICK };
@@ -361,11 +417,11 @@ pub fn serve_evented(
             Err(e) => return Err(e),
         }
         if retry_accept {
-            retry_accept = accept_all(&listener, &poll, &mut conns, config, stats);
+            retry_accept = accept_all(&listener, &poll, &mut conns, &mut accepting, stats);
         }
         for event in &events {
             if event.token() == LISTENER {
-                retry_accept = accept_all(&listener, &poll, &mut conns, config, stats);
+                retry_accept = accept_all(&listener, &poll, &mut conns, &mut accepting, stats);
                 continue;
             }
             let key = event.token().0;
@@ -411,6 +467,15 @@ pub fn serve_evented(
     Ok(())
 }
 
+/// What the event loop's accepting needs besides the listener: its cap
+/// (lowered to the open-file limit at start) and its throttled error lines.
+#[derive(Debug)]
+struct Accepting {
+    max_connections: usize,
+    accept_failures: Throttled,
+    register_failures: Throttled,
+}
+
 /// Accepts until the listener says WouldBlock (edge-triggered: one event may
 /// stand for many queued connections). Returns true when it stopped on an
 /// error and should be retried soon.
@@ -418,7 +483,7 @@ fn accept_all(
     listener: &mio::net::TcpListener,
     poll: &Poll,
     conns: &mut Slab<Conn>,
-    config: &Config,
+    accepting: &mut Accepting,
     stats: &Stats,
 ) -> bool {
     loop {
@@ -429,11 +494,12 @@ fn accept_all(
             // ECONNABORTED: the client left before we accepted; next one.
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
             Err(e) => {
-                eprintln!("evented: accept failed: {e}; retrying shortly");
+                accepting.accept_failures.failed(&e);
                 return true;
             }
         };
-        if conns.len() >= config.max_connections {
+        accepting.accept_failures.log_if_due();
+        if conns.len() >= accepting.max_connections {
             refuse(&mut stream, stats);
             continue;
         }
@@ -446,7 +512,7 @@ fn accept_all(
         if let Err(e) =
             poll.registry().register(&mut stream, token, Interest::READABLE.add(Interest::WRITABLE))
         {
-            eprintln!("evented: cannot register a connection: {e}");
+            accepting.register_failures.failed(&e);
             continue;
         }
         entry.insert(Conn {
@@ -591,20 +657,23 @@ pub async fn serve_tokio(
 ) -> io::Result<()> {
     use tokio::io::AsyncWriteExt;
     let tracker = tokio_util::task::TaskTracker::new();
+    let max_connections = fit_cap_to_nofile("tokio", config.max_connections);
+    let mut accept_failures = Throttled::new("tokio: accept failed");
     loop {
         let (mut stream, _) = tokio::select! {
             () = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    eprintln!("tokio: accept failed: {e}");
+                    accept_failures.failed(&e);
                     // Out of descriptors: do not spin on an error that repeats.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
                     continue;
                 }
             },
         };
-        if stats.open() >= config.max_connections {
+        accept_failures.log_if_due();
+        if stats.open() >= max_connections {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             let _ = stream.try_write(BUSY);
             continue;
@@ -700,4 +769,127 @@ pub fn echo_large(addr: SocketAddr, message: Vec<u8>, timeout: Duration) -> io::
     stream.read_to_end(&mut out)?;
     sending.join().map_err(|_| io::Error::other("the writer thread panicked"))??;
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Logging a failure that repeats
+// ---------------------------------------------------------------------------
+
+/// How often a server may log the same kind of failure that repeats for as
+/// long as its cause lasts (`accept` out of descriptors, a thread that cannot
+/// be spawned). Each failure is counted; one line per interval says how many
+/// there were, instead of a hundred lines a second.
+pub const REPEATED_ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// One line per [`REPEATED_ERROR_LOG_EVERY`] at most for an error that repeats,
+/// with how many occurrences that line stands for.
+#[derive(Debug)]
+struct Throttled {
+    /// What failed, as the line starts: `"threaded: accept failed"`.
+    what: &'static str,
+    /// When the last line was written.
+    last_line: Option<Instant>,
+    /// Failures since then, not yet in any line.
+    unlogged: u64,
+    /// The most recent failure's message, for the next line.
+    latest: String,
+}
+
+impl Throttled {
+    fn new(what: &'static str) -> Self {
+        Self { what, last_line: None, unlogged: 0, latest: String::new() }
+    }
+
+    /// Counts one failure, and writes a line if one is due.
+    fn failed(&mut self, e: &io::Error) {
+        if let Some(line) = self.failed_at(e, Instant::now()) {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Writes the failures not yet logged, if a line is due. Called after a
+    /// success too, so the tail of a burst that has ended is reported.
+    fn log_if_due(&mut self) {
+        // The common case, on every accept, costs one comparison.
+        if self.unlogged == 0 {
+            return;
+        }
+        if let Some(line) = self.line_at(Instant::now()) {
+            eprintln!("{line}");
+        }
+    }
+
+    /// [`Throttled::failed`] at a given time, returning the line to write.
+    fn failed_at(&mut self, e: &io::Error, now: Instant) -> Option<String> {
+        self.unlogged += 1;
+        self.latest = e.to_string();
+        self.line_at(now)
+    }
+
+    /// The line that is due at `now`, if any, counting from there.
+    fn line_at(&mut self, now: Instant) -> Option<String> {
+        if self.unlogged == 0 {
+            return None;
+        }
+        let line = match self.last_line {
+            None => format!(
+                "{}: {} (from now on counted, and logged at most every {:?})",
+                self.what, self.latest, REPEATED_ERROR_LOG_EVERY
+            ),
+            Some(t) if now.duration_since(t) >= REPEATED_ERROR_LOG_EVERY => format!(
+                "{}: {} ({} time{} in the last {:.1?})",
+                self.what,
+                self.latest,
+                self.unlogged,
+                if self.unlogged == 1 { "" } else { "s" },
+                now.duration_since(t)
+            ),
+            Some(_) => return None,
+        };
+        self.unlogged = 0;
+        self.last_line = Some(now);
+        Some(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_interval_with_the_count_it_stands_for() {
+        let emfile = io::Error::from_raw_os_error(24);
+        let mut t = Throttled::new("test: accept failed");
+        let start = Instant::now();
+        let first = t.failed_at(&emfile, start).expect("the first failure is logged at once");
+        assert!(first.starts_with("test: accept failed: Too many open files"), "{first}");
+        // A hundred a second for just under one interval: all counted, none logged.
+        let step = Duration::from_millis(10);
+        let mut now = start;
+        let mut quiet = 0;
+        while now + step < start + REPEATED_ERROR_LOG_EVERY {
+            now += step;
+            assert_eq!(t.failed_at(&emfile, now), None);
+            quiet += 1;
+        }
+        assert_eq!(t.line_at(now), None, "nothing is due yet");
+        // The first failure past the interval writes one line for all of them.
+        let line = t.failed_at(&emfile, start + REPEATED_ERROR_LOG_EVERY).expect("due");
+        assert!(line.contains(&format!("({} times in the last", quiet + 1)), "{line}");
+        // The failures of a burst that ends are reported by the next success
+        // after the interval, and a quiet interval writes nothing.
+        assert_eq!(t.failed_at(&emfile, start + REPEATED_ERROR_LOG_EVERY + step), None);
+        let later = start + 2 * REPEATED_ERROR_LOG_EVERY + step;
+        let tail = t.line_at(later).expect("the tail is due");
+        assert!(tail.contains("(1 time in the last"), "{tail}");
+        assert_eq!(t.line_at(later + 3 * REPEATED_ERROR_LOG_EVERY), None);
+    }
+
+    #[test]
+    fn the_cap_leaves_the_reserve_free() {
+        assert_eq!(cap_for_nofile(15_000, Some(20_000)), 15_000);
+        assert_eq!(cap_for_nofile(1_000, Some(64)), 64 - RESERVED_FDS);
+        assert_eq!(cap_for_nofile(1_000, Some(4)), 0, "no room: refuse everyone");
+        assert_eq!(cap_for_nofile(1_000, None), 1_000, "no limit");
+    }
 }

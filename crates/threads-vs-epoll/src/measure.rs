@@ -217,6 +217,13 @@ impl ChildServer {
     pub fn status(&self) -> io::Result<ProcStatus> {
         proc_status(self.pid())
     }
+
+    /// The read end of its stderr, if the command was spawned with
+    /// `stderr(Stdio::piped())` and nobody took it yet. Whoever takes it
+    /// should keep reading it, or the child blocks once the pipe is full.
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
+    }
 }
 
 impl Drop for ChildServer {
