@@ -352,6 +352,10 @@ pub enum FeedError {
     /// The update body was over [`MAX_UPDATE_BYTES`].
     #[error("update body larger than {MAX_UPDATE_BYTES} bytes")]
     TooLarge,
+    /// The update body could not be read: a malformed chunked encoding, a
+    /// client that vanished mid-body, a body that did not arrive in time.
+    #[error("update body could not be read: {0}")]
+    BadBody(String),
     /// The update body was not JSON.
     #[error("update body is not JSON: {0}")]
     NotJson(String),
@@ -373,9 +377,11 @@ impl FeedError {
     /// The status code this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadSince(_) | Self::BadLastEventId(_) | Self::Ahead { .. } | Self::NotJson(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BadSince(_)
+            | Self::BadLastEventId(_)
+            | Self::Ahead { .. }
+            | Self::NotJson(_)
+            | Self::BadBody(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::WrongType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -447,7 +453,15 @@ pub async fn read_update(headers: &HeaderMap, body: Body) -> Result<Value, FeedE
     let bytes = http_body_util::Limited::new(body, MAX_UPDATE_BYTES)
         .collect()
         .await
-        .map_err(|_| FeedError::TooLarge)?
+        .map_err(|e| {
+            // Only the limit is "too large"; any other failure to read the
+            // body (bad chunk syntax, say) is the request's fault: 400.
+            if e.is::<http_body_util::LengthLimitError>() {
+                FeedError::TooLarge
+            } else {
+                FeedError::BadBody(e.to_string())
+            }
+        })?
         .to_bytes();
     match (content_type, bytes.is_empty()) {
         (None, true) => Ok(Value::String(EMPTY_UPDATE.to_owned())),

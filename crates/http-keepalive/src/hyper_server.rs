@@ -6,7 +6,14 @@
 //! parses, frames, keeps connections alive, answers pipelined requests in
 //! order, caps the head size (431) and times out slow heads. What hyper does
 //! *not* do is cap requests per connection; the service does that by adding
-//! `Connection: close` to a response, which hyper honours.
+//! `Connection: close` to a response, which hyper honours. Nor does hyper
+//! close gently: when it ends a connection it drops the socket, and if the
+//! client has pipelined more requests than it will answer, the unread bytes
+//! make the kernel send a reset that can destroy answers already sent. So we
+//! take the socket back from hyper and close it as the hand-written server
+//! does ([`crate::server`]'s lingering close). It also lets through a body
+//! that never arrives and an HTTP/1.1 request without `Host`; [`handle`]
+//! answers those 408 and 400, as the hand-written server does.
 
 use std::convert::Infallible;
 use std::io;
@@ -14,12 +21,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -28,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::server::lingering_close;
 use crate::{Config, Reply, route};
 
 /// Serves connections from `listener` with hyper until `token` is cancelled,
@@ -73,19 +81,27 @@ pub async fn serve(
             let served = Arc::new(AtomicUsize::new(0));
             let service = service_fn(move |req| {
                 let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-                handle(req, config, n >= config.max_requests)
+                // Boxed so the connection is `Unpin`, which taking the
+                // socket back at the end (`poll_without_shutdown`) needs.
+                Box::pin(handle(req, config, n >= config.max_requests))
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
+            let mut conn = builder.serve_connection(TokioIo::new(stream), service);
+            // `poll_without_shutdown` runs the connection like awaiting it
+            // does, but leaves the socket open at the end, so we can close
+            // it properly ourselves.
             let result = tokio::select! {
-                r = conn.as_mut() => r,
+                r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
                 () = token.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
+                    std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await
                 }
             };
-            if let Err(e) = result {
-                debug!(%peer, "hyper connection ended: {e}");
+            match result {
+                Ok(()) => {
+                    let stream = conn.into_parts().io.into_inner();
+                    lingering_close(stream, config.linger).await;
+                }
+                Err(e) => debug!(%peer, "hyper connection ended: {e}"),
             }
         });
     }
@@ -108,12 +124,13 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().clone();
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let body = match read_body(req, config.max_body).await {
+    if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+        let reply = Reply::text(400, "an HTTP/1.1 request needs a Host header\n");
+        return Ok(response(reply, true));
+    }
+    let body = match read_body(req, config).await {
         Ok(b) => b,
-        Err(status) => {
-            let reply = Reply::text(status, "request body larger than the limit\n");
-            return Ok(response(reply, true));
-        }
+        Err((status, why)) => return Ok(response(Reply::text(status, why), true)),
     };
     let reply = route(method.as_str(), &target, &body, config.max_slow);
     if !reply.delay.is_zero() {
@@ -122,8 +139,12 @@ async fn handle(
     Ok(response(reply, last_on_connection))
 }
 
-/// The body, or 413 if it is (or claims to be) over `max`.
-async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, u16> {
+/// The body, or the status and reason to refuse it with: 413 if it is (or
+/// claims to be) over the limit, 400 if it is malformed, 408 if it has not
+/// all arrived within the header timeout (the hand-written server gives a
+/// body the same time).
+async fn read_body(req: Request<Incoming>, config: Config) -> Result<Bytes, (u16, &'static str)> {
+    const TOO_LARGE: (u16, &str) = (413, "request body larger than the limit\n");
     if req.method() == Method::GET || req.method() == Method::HEAD {
         return Ok(Bytes::new());
     }
@@ -132,15 +153,18 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, u16> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(413);
+    if declared.is_some_and(|n| n > config.max_body) {
+        return Err(TOO_LARGE);
     }
     // Without a Content-Length (a chunked body) the limit is enforced as the
-    // bytes arrive. An error here is either "over the limit" or the client
-    // vanishing mid-body; in the second case nobody reads the 413 anyway.
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(_) => Err(413),
+    // bytes arrive. Any other error is a malformed body or a client that
+    // vanished mid-body (nobody reads the 400 then, and that is fine).
+    let body = Limited::new(req.into_body(), config.max_body).collect();
+    match timeout(config.header_timeout, body).await {
+        Err(_) => Err((408, "request body not received in time\n")),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(TOO_LARGE),
+        Ok(Err(_)) => Err((400, "malformed request body\n")),
     }
 }
 

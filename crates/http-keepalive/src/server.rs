@@ -349,7 +349,7 @@ pub fn encode_response(
 /// may throw away our response before the client reads it. So: send FIN
 /// (`shutdown`), then read and discard until the client closes too, for at
 /// most `linger`.
-async fn lingering_close(mut stream: TcpStream, linger: Duration) {
+pub(crate) async fn lingering_close(mut stream: TcpStream, linger: Duration) {
     if stream.shutdown().await.is_err() {
         return;
     }

@@ -108,3 +108,67 @@ async fn graceful_shutdown_closes_idle_connections() {
     assert!(rest.is_empty());
     within(DEADLINE, "server to stop", stopped).await.expect("task").expect("clean stop");
 }
+
+/// 1,000 pipelined requests against a cap of 100 per connection: every one
+/// of the 100 promised answers arrives, the last says `Connection: close`,
+/// and the connection then ends with a clean close, not a reset. (Closing
+/// with the other 900 requests unread would make the kernel send a reset,
+/// which can destroy answers the client has not read yet.)
+#[tokio::test]
+async fn a_pipelined_burst_past_the_request_cap_gets_every_promised_answer() {
+    let config = Config::default();
+    let server = start(config).await;
+    let mut conn = HttpConn::connect(server.addr()).await.expect("connect");
+    let burst: Vec<u8> = (0..1000).flat_map(|i| get(&format!("/resource/{}", i % 10))).collect();
+    conn.send(&burst).await.expect("send the burst");
+    for i in 0..config.max_requests {
+        let r = read(&mut conn).await;
+        assert_eq!(r.text(), format!("resource {}\n", i % 10), "answer {i}");
+        let last = i + 1 == config.max_requests;
+        assert_eq!(r.header("connection"), last.then_some("close"), "answer {i}");
+    }
+    let rest = within(DEADLINE, "the close", conn.read_until_close())
+        .await
+        .expect("a clean close after the last promised answer, not a reset");
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    server.shutdown().await.expect("clean stop");
+}
+
+/// A complete head that promises a body, then silence: 408 once the header
+/// timeout has passed again (the hand-written server does the same), and the
+/// connection is closed.
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408_on_hyper_too() {
+    let timeout = Duration::from_millis(300);
+    let server = start(Config { header_timeout: timeout, ..Config::default() }).await;
+    let mut conn = HttpConn::connect(server.addr()).await.expect("connect");
+    conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 16000\r\n\r\nsome")
+        .await
+        .expect("a head and a little of the body");
+    let started = Instant::now();
+    let r = read(&mut conn).await;
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert!(started.elapsed() >= timeout / 2, "after only {:?}", started.elapsed());
+    assert_eq!(r.header("connection"), Some("close"));
+    server.shutdown().await.expect("clean stop");
+}
+
+/// Two malformed requests hyper itself lets through: HTTP/1.1 without `Host`
+/// (RFC 9112 section 3.2 says 400), and a chunked body whose chunk size is
+/// not hex (a syntax error, so 400, not "too large").
+#[tokio::test]
+async fn no_host_and_a_malformed_chunked_body_get_400_on_hyper_too() {
+    let server = start(Config::default()).await;
+    let no_host = b"GET /resource/1 HTTP/1.1\r\n\r\n";
+    let r = within(DEADLINE, "400", harness::http::exchange(server.addr(), no_host))
+        .await
+        .expect("a response");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let chunked =
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n";
+    let r = within(DEADLINE, "400", harness::http::exchange(server.addr(), chunked))
+        .await
+        .expect("a response");
+    assert_eq!(r.status, 400, "{}", r.text());
+    server.shutdown().await.expect("clean stop");
+}

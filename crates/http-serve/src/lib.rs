@@ -8,23 +8,44 @@
 //!   client that sends `GET / HTTP/1.1` and then one header every few seconds
 //!   (a "slowloris") holds a connection, a task and its buffers forever;
 //!   a few thousand of them take a server down without finishing a request.
-//! * **A limit on connections.** Each costs a task and buffers.
+//! * **A limit on how long the body may take once the head is in.** The
+//!   header timeout stops counting when the head is complete; a client that
+//!   sends `Content-Length: 16000` and then nothing would hold its
+//!   connection for as long as it likes. [`BODY_TIMEOUT`] ends that with 408.
+//! * **A limit on how long a write may make no progress.** A client that
+//!   stops reading an event stream (or a WebSocket) leaves the server blocked
+//!   in a write, holding the connection and megabytes of kernel buffer.
+//!   [`WRITE_TIMEOUT`] closes it.
+//! * **A limit on connections**, each of which costs a task and buffers, and
+//!   an answer for the client who arrives when the limit is reached: 503 at
+//!   once, not a hang in the listen backlog.
+//! * **`Host` on every HTTP/1.1 request** (RFC 9112 section 3.2): hyper lets a
+//!   request without one through, so [`serve`] answers it 400.
 //!
 //! So [`serve`] writes the loop out with hyper and hyper-util, the crates axum
 //! is built on. Chapter 10 walks through it; lesson 4 builds the same limits
 //! by hand.
 
+use std::convert::Infallible;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_service::Service;
 
 /// How long a client has to send a request's head (request line and
 /// headers), counted from the moment the server starts waiting for it. hyper
@@ -34,12 +55,37 @@ use tokio_util::task::TaskTracker;
 /// not waiting for a head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections served at once. The loop takes a slot before it accepts, so
-/// past the cap new clients wait in the kernel's listen backlog (their
-/// connect succeeds, their request waits) until a connection closes. The
-/// feed lessons hold one per subscriber, and chapter 11 follows them with
-/// 1,000.
+/// How long a request's body may take to arrive, counted from the moment its
+/// head was read. The lessons take bodies of at most 16 KiB, which even a
+/// slow link delivers in well under a second; ten seconds is generous for
+/// any honest client and short enough that a silent body cannot hold a slot
+/// for long. Past it the request is answered 408 and the connection closed.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a write may make no progress before the connection is closed.
+/// A write waits only when the kernel's send buffer is full, which means the
+/// peer's receive buffer is full too: megabytes unread. A live client that
+/// is merely slow drains some of it within seconds; one that has stopped
+/// reading never does. It also covers WebSockets: an upgraded connection
+/// writes through the same socket.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections served at once. Past the cap a new client is answered
+/// `503 Service Unavailable` with `Retry-After` at once and closed, so it
+/// learns the server is full instead of hanging in the kernel's listen
+/// backlog. The feed lessons hold one per subscriber, and chapter 11
+/// follows them with 1,000.
 pub const MAX_CONNECTIONS: usize = 4096;
+
+/// Refusals (the 503 above) being written at once. Each is a tiny task that
+/// writes the answer and then reads, for at most [`REFUSAL_LINGER`], whatever
+/// request the client sent, so that closing does not reset the connection
+/// before the client has read the 503. Past this many, a new client over the
+/// cap is simply closed: refusing must stay cheaper than serving.
+const MAX_REFUSALS: usize = 256;
+
+/// How long a refusal waits for the client to finish sending before closing.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// How long [`serve`] waits, after the token is cancelled, for requests in
 /// flight to finish before it returns anyway.
@@ -53,11 +99,20 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// own; tests shorten them.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// See [`HEADER_TIMEOUT`].
+    /// How long a client has to send a request head, and how long a
+    /// kept-alive connection may sit idle ([`HEADER_TIMEOUT`], 10 s).
     pub header_timeout: Duration,
-    /// See [`MAX_CONNECTIONS`].
+    /// How long a request body may take once its head is in; then 408
+    /// ([`BODY_TIMEOUT`], 10 s).
+    pub body_timeout: Duration,
+    /// How long a write may make no progress before the connection is
+    /// closed ([`WRITE_TIMEOUT`], 30 s).
+    pub write_timeout: Duration,
+    /// Connections served at once; past it a new client gets 503
+    /// ([`MAX_CONNECTIONS`], 4,096).
     pub max_connections: usize,
-    /// See [`SHUTDOWN_GRACE`].
+    /// How long shutdown waits for requests in flight ([`SHUTDOWN_GRACE`],
+    /// 5 s).
     pub shutdown_grace: Duration,
     /// Turn Nagle's algorithm off on each accepted socket (`TCP_NODELAY`).
     /// Off by default, as in `axum::serve`; chapter 11 shows what it costs a
@@ -69,6 +124,8 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             header_timeout: HEADER_TIMEOUT,
+            body_timeout: BODY_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
             shutdown_grace: SHUTDOWN_GRACE,
             nodelay: false,
@@ -83,7 +140,7 @@ impl Default for ServeConfig {
 /// Connections that became WebSockets are no longer HTTP: they are not
 /// waited for (the WebSocket lessons close those themselves), and they give
 /// their slot back at the upgrade (those lessons cap them with their own
-/// `MAX_CONNECTIONS`).
+/// `MAX_CONNECTIONS`). They keep the write timeout: it lives in the socket.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -95,33 +152,47 @@ pub async fn serve(
     http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout);
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+    let mut accept_errors = 0u64;
     loop {
-        // A slot first, then a connection: at the cap we stop accepting.
-        let slot = tokio::select! {
-            () = token.cancelled() => break,
-            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
-        };
         let stream = tokio::select! {
             () = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(e) => {
-                    tracing::warn!("accept failed ({e}); trying again shortly");
+                    // Out of descriptors, say. Pause rather than spin on the
+                    // same error; log the first and then every thousandth.
+                    accept_errors += 1;
+                    if accept_errors % 1000 == 1 {
+                        tracing::warn!("accept failed ({e}), {accept_errors} times so far; pausing");
+                    }
                     tokio::time::sleep(ACCEPT_PAUSE).await;
                     continue;
                 }
             },
         };
+        // A slot, or a quick 503: a full server says so.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                tracker.spawn(async move {
+                    refuse(stream).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
         if config.nodelay {
             let _ = stream.set_nodelay(true);
         }
-        let service = TowerToHyperService::new(app.clone());
-        let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let io = TokioIo::new(WriteTimeout::new(stream, config.write_timeout));
+        let service = Handler { app: app.clone(), body_timeout: config.body_timeout };
+        let connection = http.serve_connection(io, service).with_upgrades();
         let stop = token.clone();
         tracker.spawn(async move {
             let mut connection = std::pin::pin!(connection);
             // An error ends this connection only (garbage, a vanished
-            // client, a header timeout); hyper answered what deserved it.
+            // client, a header timeout, a stalled write); hyper answered
+            // what deserved it.
             tokio::select! {
                 _ = connection.as_mut() => {}
                 () = stop.cancelled() => {
@@ -143,4 +214,199 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The answer for a client that arrives when every slot is taken.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Retry-After: 1\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: 31\r\n\
+Connection: close\r\n\r\n\
+server full, try again shortly\n";
+
+/// Writes [`BUSY`], says "no more from me" (FIN), and reads what the client
+/// sends until it closes too or [`REFUSAL_LINGER`] passes. Closing a socket
+/// with unread bytes in it makes the kernel send a reset, which can destroy
+/// the 503 before the client has read it; reading first avoids that.
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
+}
+
+/// What hyper calls for each request: checks `Host`, gives the body its
+/// deadline, and runs the app.
+#[derive(Debug, Clone)]
+struct Handler {
+    app: Router,
+    body_timeout: Duration,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Handler {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let mut app = self.app.clone();
+        let body_timeout = self.body_timeout;
+        Box::pin(async move {
+            if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+                return Ok(plain(
+                    StatusCode::BAD_REQUEST,
+                    "an HTTP/1.1 request needs a Host header\n",
+                ));
+            }
+            // The app reads the body through a deadline. If it fires, the
+            // app sees a body error and answers as it does for any unreadable
+            // body (400, in its own shape); we then say what really happened:
+            // 408, and the connection closes, since the rest of the body
+            // may still be on its way.
+            let expired = Arc::new(AtomicBool::new(false));
+            let req = req
+                .map(|body| Body::new(DeadlineBody::new(body, body_timeout, Arc::clone(&expired))));
+            let mut response = app.call(req).await?;
+            if expired.load(Ordering::Relaxed) {
+                *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A request body that must arrive in full before a deadline, counted from
+/// when the head was read. Past it, reading the body is an error, and
+/// `expired` tells [`Handler`] to answer 408.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Pin<Box<Sleep>>,
+    limit: Duration,
+    expired: Arc<AtomicBool>,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, limit: Duration, expired: Arc<AtomicBool>) -> Self {
+        Self { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit, expired }
+    }
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        ready!(self.deadline.as_mut().poll(cx));
+        self.expired.store(true, Ordering::Relaxed);
+        let limit = self.limit;
+        Poll::Ready(Some(Err(format!("request body not received within {limit:?}").into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A socket whose writes fail with `TimedOut` once one has waited
+/// `limit` without the peer taking a byte. The clock starts when a write
+/// first finds the send buffer full and stops at the next byte written.
+/// hyper and tungstenite see an ordinary I/O error and close the connection.
+struct WriteTimeout {
+    inner: TcpStream,
+    limit: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteTimeout {
+    fn new(inner: TcpStream, limit: Duration) -> Self {
+        Self { inner, limit, stalled: None }
+    }
+
+    /// Called with what a write returned: progress resets the clock, a
+    /// wait starts it (once) and fails when it runs out.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(stalled.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the peer read nothing for {limit:?}"),
+        )))
+    }
+}
+
+impl AsyncRead for WriteTimeout {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteTimeout {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

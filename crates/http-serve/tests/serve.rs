@@ -18,7 +18,8 @@ const WAIT: Duration = Duration::from_secs(5);
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
 /// `/` answers "ok", `/slow` after 300 ms (counting in `slow_started` when
-/// it begins), `/ws` echoes WebSocket text.
+/// it begins), `/ws` echoes WebSocket text, `POST /echo` reads the body and
+/// sends it back, `/stream` sends 64 KiB chunks for as long as it is read.
 fn app(slow_started: Arc<AtomicUsize>) -> Router {
     async fn echo(ws: WebSocketUpgrade) -> Response {
         ws.on_upgrade(|mut socket| async move {
@@ -41,6 +42,32 @@ fn app(slow_started: Arc<AtomicUsize>) -> Router {
             }),
         )
         .route("/ws", get(echo))
+        .route("/echo", axum::routing::post(|body: String| async move { body }))
+        .route(
+            "/stream",
+            get(|| async {
+                let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+                let chunks = futures_util::stream::repeat_with(move || {
+                    Ok::<_, std::convert::Infallible>(chunk.clone())
+                });
+                axum::body::Body::from_stream(chunks)
+            }),
+        )
+}
+
+/// GET `/` on a fresh connection until it answers 200 (a full server says
+/// 503 meanwhile), within `WAIT`.
+async fn served_within_wait(addr: std::net::SocketAddr) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(resp) = harness::http::get(addr, "/").await
+            && resp.status == 200
+        {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < WAIT, "no 200 for a new client within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn start(config: ServeConfig) -> TaskServer<std::io::Result<()>> {
@@ -101,7 +128,7 @@ async fn the_timeout_does_not_cut_a_handler_that_takes_longer() {
 }
 
 #[tokio::test]
-async fn past_the_cap_a_client_waits_for_a_slot() {
+async fn past_the_cap_a_new_client_is_told_503_at_once() {
     let config = ServeConfig {
         max_connections: 1,
         header_timeout: Duration::from_secs(60),
@@ -112,15 +139,95 @@ async fn past_the_cap_a_client_waits_for_a_slot() {
     first.send(GET).await.expect("request");
     assert_eq!(first.read_response(false).await.expect("answer").status, 200);
 
-    let mut second = HttpConn::connect(server.addr()).await.expect("the backlog takes it");
+    // The one slot is held by `first`: the next client hears so at once,
+    // rather than waiting in the listen backlog with no word.
+    let mut second = HttpConn::connect(server.addr()).await.expect("connect");
     second.send(GET).await.expect("request");
-    let early = tokio::time::timeout(Duration::from_millis(300), second.read_response(false)).await;
-    assert!(early.is_err(), "served past the cap: {early:?}");
-    drop(first);
-    let resp = within(WAIT, "the second client's answer", second.read_response(false))
+    let busy = within(Duration::from_secs(1), "the 503", second.read_response(false))
         .await
-        .expect("answered once the slot is free");
-    assert_eq!(resp.status, 200);
+        .expect("an answer, not a reset");
+    assert_eq!(busy.status, 503, "{}", busy.text());
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    drop(first);
+    served_within_wait(server.addr()).await;
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408_and_frees_its_slot() {
+    let timeout = Duration::from_millis(300);
+    let config =
+        ServeConfig { max_connections: 1, body_timeout: timeout, ..ServeConfig::default() };
+    let server = start(config).await;
+    let mut silent = HttpConn::connect(server.addr()).await.expect("connect");
+    // A complete head that promises 16,000 bytes, and then nothing.
+    let head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 16000\r\n\r\n";
+    silent.send(head).await.expect("the head");
+    silent.send(b"only this much").await.expect("a little of the body");
+    let started = std::time::Instant::now();
+    let resp = within(WAIT, "the 408", silent.read_response(false)).await.expect("an answer");
+    assert_eq!(resp.status, 408, "{}", resp.text());
+    assert!(started.elapsed() >= timeout / 2, "408 after only {:?}", started.elapsed());
+    let rest = within(WAIT, "the close", silent.read_until_close()).await.expect("closed");
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    // Its slot is free again: the one-slot server serves someone else.
+    served_within_wait(server.addr()).await;
+    // A body that does arrive in time is served as before.
+    let mut ok = HttpConn::connect(server.addr()).await.expect("connect");
+    ok.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .expect("send");
+    let resp = within(WAIT, "the echo", ok.read_response(false)).await.expect("an answer");
+    assert_eq!((resp.status, resp.text()), (200, "hello".to_owned()));
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_after_the_write_timeout() {
+    let timeout = Duration::from_millis(300);
+    let config =
+        ServeConfig { max_connections: 1, write_timeout: timeout, ..ServeConfig::default() };
+    let server = start(config).await;
+    let mut stalled = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stalled.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("request");
+    // It never reads: the buffers fill, the server's write waits, and after
+    // the write timeout the server gives up and frees the slot.
+    let waited = served_within_wait(server.addr()).await;
+    assert!(waited >= timeout / 2, "served after only {waited:?}; was the slot ever held?");
+    // Reading now finds what the buffers held, then the end: the server
+    // closed. (Without the timeout the stream would go on for ever; the
+    // count stops the test from reading it for ever.)
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    let closed = within(WAIT, "the server to have closed", async {
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => total += n,
+            }
+            if total > 256 * 1024 * 1024 {
+                return false;
+            }
+        }
+    })
+    .await;
+    assert!(closed, "read {total} bytes and the stream still goes on");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn an_http11_request_without_host_is_400() {
+    let server = start(ServeConfig::default()).await;
+    let mut conn = HttpConn::connect(server.addr()).await.expect("connect");
+    conn.send(b"GET / HTTP/1.1\r\n\r\n").await.expect("a request with no Host");
+    let resp = within(WAIT, "the answer", conn.read_response(false)).await.expect("an answer");
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    // HTTP/1.0 had no Host header; it is still served.
+    let mut old = HttpConn::connect(server.addr()).await.expect("connect");
+    old.send(b"GET / HTTP/1.0\r\n\r\n").await.expect("an HTTP/1.0 request");
+    let resp = within(WAIT, "the answer", old.read_response(false)).await.expect("an answer");
+    assert_eq!(resp.status, 200, "{}", resp.text());
     server.shutdown().await.expect("clean shutdown");
 }
 

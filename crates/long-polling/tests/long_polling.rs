@@ -274,6 +274,13 @@ async fn bad_input_gets_json_errors() {
     chunked.extend_from_slice(&big);
     chunked.extend_from_slice(b"\r\n0\r\n\r\n");
     json_error(&exchange(addr, &chunked).await.expect("POST"), 413);
+    // A chunked body that is malformed (a chunk size that is not hex) is the
+    // client's syntax error, 400, not a body "too large".
+    let malformed = format!(
+        "POST /update HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
+    );
+    let msg = json_error(&exchange(addr, malformed.as_bytes()).await.expect("POST"), 400);
+    assert!(!msg.contains("larger"), "{msg}");
     assert_eq!(feed.newest_id(), 0, "nothing bad was published");
     server.shutdown().await.expect("still serving, and stops cleanly");
 }

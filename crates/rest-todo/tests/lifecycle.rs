@@ -192,20 +192,3 @@ async fn the_memory_store_refuses_creates_past_its_limit() {
     assert_eq!(json(&again)["id"], 4, "ids are still never reused");
     server.shutdown().await.expect("clean shutdown");
 }
-
-/// A storage failure is the operator's problem as much as the client's: it
-/// is logged at error level, not only answered with a 500.
-#[tokio::test]
-async fn a_storage_failure_is_logged() {
-    let log = common::CapturedLog::default();
-    let _guard = tracing::subscriber::set_default(log.subscriber());
-    let db = TempDb::new();
-    let store = SqliteStore::open(db.path()).expect("creating the file");
-    let (server, mut c) = start(store).await;
-    let other = rusqlite::Connection::open(db.path()).expect("a second connection to the file");
-    other.execute("DROP TABLE todos", []).expect("dropping the table behind the server's back");
-    assert_error(&c.get("/todos/1").await.expect("GET"), 500, "storage failed");
-    let text = log.text();
-    assert!(text.contains("ERROR") && text.contains("no such table"), "nothing logged: {text:?}");
-    server.shutdown().await.expect("clean shutdown");
-}

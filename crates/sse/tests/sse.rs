@@ -491,3 +491,69 @@ async fn the_client_gives_up_on_a_line_that_never_ends() {
     assert!(err.to_string().contains("over 65536 bytes"), "{err}");
     assert!(sent.load(std::sync::atomic::Ordering::SeqCst) >= 64 * 1024);
 }
+
+/// A subscriber that stops reading is not only dropped from the feed: its
+/// connection is closed once a write has made no progress for the write
+/// timeout, so it stops holding a connection slot and kernel buffers. Here
+/// the server has one slot, so nobody else is served until it is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stopped_reading_is_closed_and_frees_its_slot() {
+    let feed = Feed::new(4096);
+    let serve_config = http_serve::ServeConfig {
+        max_connections: 1,
+        write_timeout: Duration::from_millis(300),
+        ..http_serve::ServeConfig::default()
+    };
+    let app_feed = feed.clone();
+    let server = TaskServer::start(move |listener, token| {
+        let app = sse::app(app_feed, Config { queue: 8, ..config() }, token.clone());
+        http_serve::serve(listener, app, token, serve_config)
+    })
+    .await
+    .expect("binding 127.0.0.1:0");
+    let addr = server.addr();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket.connect(addr).await.expect("connect");
+    let mut slow = Sub::open_on(HttpClient::over(stream).await.expect("handshake"), None).await;
+    harness::eventually(WAIT, "the subscriber to register", || feed.stats().subscribers == 1).await;
+
+    // Publish until the stalled subscriber is dropped from the feed, paced
+    // (as in the test above) so that the server fills the socket's buffers
+    // first: the write that then waits is the one the timeout is about.
+    let pad = "x".repeat(1000);
+    let mut published = 0u64;
+    while feed.stats().dropped == 0 {
+        assert!(published < 4000, "4000 updates and the stalled subscriber is still queued");
+        for _ in 0..4 {
+            published += 1;
+            feed.publish(json!({ "n": published, "pad": pad }));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // The slot comes back: a new client is served (503 until then).
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(resp) = harness::http::get(addr, "/stats").await
+            && resp.status == 200
+        {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the stalled subscriber still holds the only slot");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And the stalled reader, waking up, reads what the buffers held and
+    // then finds the connection cut mid-stream: the server gave up on it.
+    let ended = within(WAIT, "the stalled stream to end", async {
+        loop {
+            match slow.body.frame().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_err(), "the stream ended cleanly; it should have been cut");
+    server.shutdown().await.expect("clean shutdown");
+}
