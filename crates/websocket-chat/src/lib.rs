@@ -18,8 +18,12 @@
 //! a heartbeat that finds dead peers ([`Config::ping_interval`]), a bounded
 //! queue per client so one slow reader cannot make the server buffer without
 //! end ([`Config::queue_capacity`]), close codes that tell a client why it was
-//! dropped (1001, 1007, 1008, 1009, 4000), a cap on connections, and a
-//! graceful shutdown that says goodbye with a close frame.
+//! dropped (1001, 1002, 1007, 1008, 1009, 4000), a cap on connections, and a
+//! graceful shutdown that says goodbye with a close frame. And what a hostile
+//! client would try: a limit on how fast one client may send
+//! ([`SEND_RATE`], so one chatty client cannot get a whole room closed as
+//! "too slow"), and a check of the handshake's `Origin` ([`origin`], so a web
+//! page on another site cannot open a connection as the learner).
 //!
 //! Run it:
 //!
@@ -38,7 +42,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use futures_util::stream::SplitSink;
@@ -52,6 +56,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub mod client;
+pub mod limit;
+pub mod origin;
+
+use limit::TokenBucket;
+use origin::Origins;
 
 /// Where `serve` listens unless told otherwise (loopback only).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7093";
@@ -75,6 +84,21 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// bound on what a slow reader can cost us. A client that lets its queue fill
 /// is disconnected (1008).
 pub const QUEUE_CAPACITY: usize = 256;
+
+/// Messages one client may send per second, sustained. A person types a
+/// message every few seconds; a fast one, or a paste of several lines, a few
+/// a second. 5 leaves room for that and for the client's housekeeping
+/// (`who`, `join`) and caps what one client can add to every queue in its
+/// room at 5 messages a second, far below what any reader that is reading
+/// at all takes off it.
+pub const SEND_RATE: u32 = 5;
+
+/// Messages one client may send at once before [`SEND_RATE`] applies: a
+/// pasted paragraph, a reconnect that sends its name and room in one go.
+/// Kept far below [`QUEUE_CAPACITY`] (256): a whole burst fills under a
+/// tenth of a reader's queue, so one sender alone can never get a reader
+/// closed as too slow. That takes a reader that has stopped reading.
+pub const SEND_BURST: u32 = 20;
 
 /// How often the server pings each client. Long enough to cost nothing,
 /// short enough to notice a dead peer (a laptop lid closed, a NAT mapping
@@ -101,6 +125,9 @@ pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 pub mod close_code {
     /// The server is going away (shutdown).
     pub const GOING_AWAY: u16 = 1001;
+    /// The peer broke the framing rules (an unmasked frame, reserved bits or
+    /// opcodes, a fragmented or oversized control frame, ...).
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame that is not valid UTF-8.
     pub const INVALID_DATA: u16 = 1007;
     /// Policy violation: here, a client too slow to read what it is sent.
@@ -127,6 +154,13 @@ pub struct Config {
     pub max_connections: usize,
     /// See [`CLOSE_GRACE`].
     pub close_grace: Duration,
+    /// See [`SEND_RATE`]. Above 0.
+    pub send_rate: u32,
+    /// See [`SEND_BURST`]. Above 0, and far below `queue_capacity`.
+    pub send_burst: u32,
+    /// Browser origins allowed besides the server's own, such as
+    /// `http://localhost:8000` (see [`origin`]; `serve --allow-origin`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -138,6 +172,9 @@ impl Default for Config {
             max_message_bytes: MAX_MESSAGE_BYTES,
             max_connections: MAX_CONNECTIONS,
             close_grace: CLOSE_GRACE,
+            send_rate: SEND_RATE,
+            send_burst: SEND_BURST,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -221,6 +258,8 @@ pub struct Stats {
     pub kicked_slow: u64,
     /// Clients dropped because they stopped answering pings.
     pub heartbeat_timeouts: u64,
+    /// Messages refused because their sender was over [`SEND_RATE`].
+    pub rate_limited: u64,
 }
 
 #[derive(Debug)]
@@ -230,6 +269,9 @@ struct Shared {
     next_id: AtomicU64,
     kicked_slow: AtomicU64,
     heartbeat_timeouts: AtomicU64,
+    rate_limited: AtomicU64,
+    /// Who may open a connection from a browser.
+    origins: Origins,
     /// One permit per open connection, see [`MAX_CONNECTIONS`].
     slots: Arc<Semaphore>,
     /// Every connection task, so shutdown can wait for them.
@@ -246,9 +288,13 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// A server with the given limits.
+    /// A server with the given limits. Panics on a configuration that could
+    /// not work: a send rate or burst of 0, an origin that is not one.
     pub fn new(config: Config) -> Self {
         let slots = Arc::new(Semaphore::new(config.max_connections));
+        let origins = Origins::new(&config.allowed_origins).unwrap_or_else(|e| panic!("{e}"));
+        // Built once here so a bad rate fails now, not at the first connection.
+        TokenBucket::new(config.send_rate, config.send_burst);
         Self {
             shared: Arc::new(Shared {
                 config,
@@ -256,6 +302,8 @@ impl Chat {
                 next_id: AtomicU64::new(1),
                 kicked_slow: AtomicU64::new(0),
                 heartbeat_timeouts: AtomicU64::new(0),
+                rate_limited: AtomicU64::new(0),
+                origins,
                 slots,
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
@@ -296,6 +344,7 @@ impl Chat {
             queued: hub.members.values().map(|m| m.tx.max_capacity() - m.tx.capacity()).sum(),
             kicked_slow: self.shared.kicked_slow.load(Ordering::Relaxed),
             heartbeat_timeouts: self.shared.heartbeat_timeouts.load(Ordering::Relaxed),
+            rate_limited: self.shared.rate_limited.load(Ordering::Relaxed),
         }
     }
 
@@ -312,9 +361,15 @@ async fn page() -> Html<&'static str> {
     Html(include_str!("page.html"))
 }
 
-/// `GET /ws`: check the connection cap, then let axum answer the handshake
-/// (it computes `Sec-WebSocket-Accept` from `Sec-WebSocket-Key`).
-async fn upgrade(ws: WebSocketUpgrade, State(chat): State<Chat>) -> Response {
+/// `GET /ws`: check who is asking and the connection cap, then let axum
+/// answer the handshake (it computes `Sec-WebSocket-Accept` from
+/// `Sec-WebSocket-Key`).
+async fn upgrade(ws: WebSocketUpgrade, headers: HeaderMap, State(chat): State<Chat>) -> Response {
+    // A page from another site must not get a connection that carries the
+    // learner's cookies; see the `origin` module for the attack.
+    if let Err(why) = chat.shared.origins.check(&headers) {
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    }
     // Refuse before upgrading: a plain HTTP 503 is something every client
     // library reports clearly, and we have not spent a task on it yet.
     let Ok(permit) = Arc::clone(&chat.shared.slots).try_acquire_owned() else {
@@ -361,6 +416,10 @@ async fn connection(chat: Chat, socket: WebSocket, _permit: OwnedSemaphorePermit
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
     let mut last_heard = Instant::now();
+    // What this client may send (see SEND_RATE), and whether it has been
+    // told it is over, so it is told once, not once per refused message.
+    let mut allowance = TokenBucket::new(config.send_rate, config.send_burst);
+    let mut told_to_slow_down = false;
 
     let bye = |code: u16, reason: String| {
         // Capacity 1 and first reason wins: if the hub already asked this
@@ -400,6 +459,23 @@ async fn connection(chat: Chat, socket: WebSocket, _permit: OwnedSemaphorePermit
                     }
                 };
                 last_heard = Instant::now();
+                // Every message costs a token, checked here, before it can
+                // reach anybody else's queue. Over the limit, the message is
+                // dropped and the sender told why, once per spell. We do not
+                // close it: a paste of many lines is clumsy, not hostile, and
+                // a refused message costs us no more than reading it did.
+                if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+                    if allowance.take().is_err() {
+                        chat.shared.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        if !std::mem::replace(&mut told_to_slow_down, true) {
+                            reply(&chat, id, error(format!(
+                                "slow down: at most {} messages a second ({} at once); \
+                                 messages over that are dropped", config.send_rate, config.send_burst)));
+                        }
+                        continue;
+                    }
+                    told_to_slow_down = false;
+                }
                 match msg {
                     Message::Text(text) => handle_text(&chat, id, text.as_str()),
                     Message::Binary(_) => reply(&chat, id, error("binary messages are not part of this protocol; send JSON text")),
@@ -442,16 +518,34 @@ async fn connection(chat: Chat, socket: WebSocket, _permit: OwnedSemaphorePermit
     .await;
 }
 
-/// Which close code answers a read error. tungstenite reports oversize and
-/// bad UTF-8 as errors but leaves the reply to us.
-fn close_for(error: axum::Error) -> Option<Goodbye> {
+/// Which close code answers a read error. tungstenite reports oversize, bad
+/// UTF-8 and broken framing as errors but leaves the reply to us. Lesson 9
+/// uses it too.
+pub fn close_for(error: axum::Error) -> Option<(u16, String)> {
+    use tungstenite::error::ProtocolError as P;
     let inner = error.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(e)) => Some((close_code::TOO_BIG, format!("{e}"))),
         Some(tungstenite::Error::Utf8(_)) => {
             Some((close_code::INVALID_DATA, "text frame is not valid UTF-8".into()))
         }
-        // Resets, protocol errors: the connection is gone or unusable.
+        // The peer broke RFC 6455's framing rules: "fail the connection",
+        // and 1002 says so. tungstenite's sentences are short and exact
+        // ("Reserved bits are non-zero"), so they are the reason.
+        Some(tungstenite::Error::Protocol(
+            e @ (P::UnmaskedFrameFromClient
+            | P::NonZeroReservedBits
+            | P::UnknownDataFrameType(_)
+            | P::UnknownControlFrameType(_)
+            | P::InvalidOpcode(_)
+            | P::ControlFrameTooBig
+            | P::FragmentedControlFrame
+            | P::UnexpectedContinueFrame
+            | P::ExpectedFragment(_)
+            | P::InvalidCloseSequence),
+        )) => Some((close_code::PROTOCOL_ERROR, e.to_string())),
+        // A reset, or the connection ending without a close frame: nobody
+        // is left to tell.
         _ => None,
     }
 }

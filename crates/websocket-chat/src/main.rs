@@ -13,7 +13,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use websocket_chat::client::{self, Backoff};
-use websocket_chat::{Chat, Config, DEFAULT_ADDR};
+use websocket_chat::{Chat, Config, DEFAULT_ADDR, origin};
 
 #[derive(Parser)]
 #[command(about = "Lesson 8: WebSocket chat with rooms, heartbeats and bounded queues")]
@@ -28,6 +28,10 @@ enum Command {
     Serve {
         #[arg(long, default_value = DEFAULT_ADDR)]
         addr: SocketAddr,
+        /// Let pages from this origin (e.g. http://localhost:8000) connect
+        /// too; repeat for several. The server's own pages always may.
+        #[arg(long = "allow-origin", value_name = "URL", value_parser = origin::parse_origin)]
+        allow_origins: Vec<String>,
     },
     /// The terminal client: type lines to chat; /join ROOM, /leave, /who.
     Client {
@@ -44,12 +48,12 @@ async fn main() -> anyhow::Result<()> {
     harness::init_logging_at("warn");
     match Cli::parse().command {
         None => demo().await,
-        Some(Command::Serve { addr }) => serve(addr).await,
+        Some(Command::Serve { addr, allow_origins }) => serve(addr, allow_origins).await,
         Some(Command::Client { addr, name }) => run_client(addr, name).await,
     }
 }
 
-async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
+async fn serve(addr: SocketAddr, allowed_origins: Vec<String>) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     println!("chat on ws://{addr}/ws, page at http://{addr}/ ; Ctrl-C to stop");
@@ -59,7 +63,7 @@ async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         said.cancelled().await;
         println!("\nshutting down: every open connection gets close 1001");
     });
-    Chat::new(Config::default()).serve(listener, token).await?;
+    Chat::new(Config { allowed_origins, ..Config::default() }).serve(listener, token).await?;
     Ok(())
 }
 

@@ -227,7 +227,15 @@ async fn connect_non_reader(addr: SocketAddr) -> RawWs {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_with_a_reason_and_memory_stays_bounded() {
     const QUEUE: usize = 8;
-    let config = Config { queue_capacity: QUEUE, close_grace: Duration::from_secs(5), ..quick() };
+    // Alice sends hundreds of lines as fast as they come back: far over the
+    // per-client send limit, which this test is not about, so it is lifted.
+    let config = Config {
+        queue_capacity: QUEUE,
+        close_grace: Duration::from_secs(5),
+        send_rate: 1_000_000,
+        send_burst: 4,
+        ..quick()
+    };
     let (server, chat) = start(config).await;
     let mut alice = join(server.addr(), "alice").await;
     let mut bob = join(server.addr(), "bob").await;
@@ -474,5 +482,236 @@ async fn the_terminal_client_answers_pings_and_stays_connected() {
     assert_eq!(chat.stats().named, 1);
     stop.cancel();
     within(WAIT, "the client to stop", task).await.expect("client task");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+// ---- A hostile client (issue 21) ----------------------------------------
+
+/// One client writes 1,000 messages in a single burst, as fast as its socket
+/// takes them, into a room of 20 clients that read everything they are sent.
+/// Before the per-connection send limit, the server broadcast every one and
+/// the readers' queues filled: well-behaved readers were closed as "too slow"
+/// for a fault that was the sender's. Now the sender is refused (told once)
+/// and every reader stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_chatty_client_is_limited_and_no_reader_is_kicked() {
+    const READERS: usize = 20;
+    const BURST: usize = 1000;
+    let (server, chat) = start(quick()).await;
+    let addr = server.addr();
+
+    // Twenty readers, each on its own task, reading everything until the
+    // message "done" arrives (or their connection is closed under them).
+    let mut readers = Vec::new();
+    for i in 0..READERS {
+        let mut c = join(addr, &format!("reader{i}")).await;
+        readers.push(tokio::spawn(async move {
+            let mut messages = 0usize;
+            loop {
+                let v = c.recv_json(WAIT).await.map_err(|e| format!("reader{i}: {e}"))?;
+                if v["type"] == "message" {
+                    if v["message"] == "done" {
+                        return Ok::<usize, String>(messages);
+                    }
+                    if v["username"] == "chatty" {
+                        messages += 1;
+                    }
+                }
+            }
+        }));
+    }
+
+    // The chatty client speaks the protocol by hand so that the whole burst
+    // goes out in one write, followed by a ping. The server reads frames in
+    // order, so its pong means the whole burst has been dealt with.
+    let mut chatty = RawWs::connect(addr, "/ws").await.expect("upgrade");
+    let hello = Frame::client(opcode::TEXT, br#"{"type":"username","data":"chatty"}"#, [1; 4]);
+    chatty.send_bytes(&hello.encode()).await.expect("send name");
+    let mut burst = Vec::new();
+    for n in 0..BURST {
+        let line = json!({"type": "message", "data": format!("spam {n}")}).to_string();
+        burst.extend(Frame::client(opcode::TEXT, line.as_bytes(), [2, 3, 4, 5]).encode());
+    }
+    burst.extend(Frame::client(opcode::PING, b"end", [6; 4]).encode());
+    chatty.send_bytes(&burst).await.expect("send the burst");
+    let mut told = None;
+    let mut echoed = 0usize;
+    let mut read_chatty_until = async |until: &dyn Fn(&Frame) -> bool| loop {
+        let f = chatty.read_frame(WAIT).await.expect("read").expect("chatty is still connected");
+        if f.opcode == opcode::TEXT {
+            let v: Value = serde_json::from_slice(&f.payload).expect("JSON");
+            if v["type"] == "error" && told.is_none() {
+                told = Some(v["message"].as_str().unwrap_or_default().to_owned());
+            } else if v["type"] == "message" && v["username"] == "chatty" {
+                echoed += 1;
+            }
+        }
+        if until(&f) {
+            return;
+        }
+    };
+    read_chatty_until(&|f| f.opcode == opcode::PONG).await;
+
+    // A later message, from somebody else: every reader must still be there
+    // to receive it, and what each got before it must be the same.
+    let mut closer = join(addr, "closer").await;
+    say(&mut closer, "done").await;
+    read_chatty_until(&|f| f.text().contains(r#""message":"done""#)).await;
+    let mut kicked = Vec::new();
+    let mut got = Vec::new();
+    for r in readers {
+        match within(WAIT, "a reader to finish", r).await.expect("reader task") {
+            Ok(n) => got.push(n),
+            Err(e) => kicked.push(e),
+        }
+    }
+    eprintln!(
+        "burst of {BURST}: {echoed} came back to the sender, readers got {:?}, kicked {}",
+        got.iter().max(),
+        chat.stats().kicked_slow
+    );
+    assert!(kicked.is_empty(), "readers lost: {kicked:?}");
+    assert_eq!(chat.stats().kicked_slow, 0, "nobody is closed as too slow");
+    let told = told.expect("the sender is told it is over the limit");
+    assert!(told.contains("slow down"), "{told}");
+    // What the readers got is what the limit let through, which is far
+    // fewer than the burst and the same for everybody.
+    assert!(got.iter().all(|&n| n == echoed), "readers got {got:?}, sender {echoed}");
+    assert!(echoed < BURST / 2, "{echoed} of {BURST} messages were let through");
+    assert_eq!(chat.stats().rate_limited, (BURST - echoed) as u64, "the rest were refused");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// Over the limit, a sender is told once (not once per refused message,
+/// which would flood its own queue), and may speak again once its bucket
+/// has refilled. A rate of 10 a second refills a token every 100 ms, so the
+/// test waits a tenth of a second, not the default's 200 ms per token, and
+/// its ten quick messages would have to take most of a second to all fit.
+#[tokio::test]
+async fn a_limited_sender_is_told_once_and_may_speak_again_later() {
+    let config = Config { send_rate: 10, send_burst: 3, ..quick() };
+    let (server, chat) = start(config).await;
+    let mut alice = join(server.addr(), "alice").await; // the name took a token
+    for n in 0..10 {
+        say(&mut alice, &format!("quick {n}")).await;
+    }
+    // Keep trying, a little apart, until a message gets through again.
+    let mut seen = Vec::new();
+    within(WAIT, "a message to get through after the refill", async {
+        for n in 0.. {
+            say(&mut alice, &format!("again {n}")).await;
+            while let Ok(v) = alice.recv_json(Duration::from_millis(25)).await {
+                let text = v["message"].as_str().unwrap_or_default().to_owned();
+                seen.push(format!("{}: {text}", v["type"].as_str().unwrap_or_default()));
+                if text.starts_with("again") {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let errors: Vec<_> = seen.iter().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "told exactly once: {seen:#?}");
+    assert!(errors[0].contains("slow down"), "{seen:#?}");
+    let quick = seen.iter().filter(|l| l.starts_with("message: quick")).count();
+    assert!((2..10).contains(&quick), "{quick} of 10 got through: {seen:#?}");
+    assert!(chat.stats().rate_limited >= 10 - quick as u64);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// The upgrade request a browser would send from a page at `origin`.
+fn upgrade_from(host: &str, origin: Option<&str>) -> String {
+    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
+    )
+}
+
+async fn handshake_status(addr: SocketAddr, host: &str, origin: Option<&str>) -> u16 {
+    let req = upgrade_from(host, origin);
+    harness::http::exchange(addr, req.as_bytes()).await.expect("an answer to the upgrade").status
+}
+
+/// Cross-site WebSocket hijacking: a page on another site opens a WebSocket
+/// to this server, and the browser sends it with the learner's cookies; the
+/// same-origin policy does not apply to WebSockets. Only the server's check
+/// of `Origin` stops it.
+#[tokio::test]
+async fn a_handshake_from_another_origin_is_refused_with_403() {
+    let notes = "http://notes.example:8080";
+    let (server, chat) = start(Config { allowed_origins: vec![notes.into()], ..quick() }).await;
+    let addr = server.addr();
+    let own = addr.to_string();
+    let localhost = format!("localhost:{}", addr.port());
+    for (host, origin, want) in [
+        (own.as_str(), Some("http://evil.example"), 403),
+        (own.as_str(), Some("null"), 403),
+        // The same port on another loopback name is another origin.
+        (own.as_str(), Some(format!("http://localhost:{}", addr.port()).as_str()), 403),
+        // DNS rebinding: evil.example resolves to 127.0.0.1, so the page's
+        // Origin matches the Host it sends, but neither names this machine.
+        (
+            format!("evil.example:{}", addr.port()).as_str(),
+            Some(format!("http://evil.example:{}", addr.port()).as_str()),
+            403,
+        ),
+        // The page this server serves itself, by either loopback name.
+        (own.as_str(), Some(format!("http://{addr}").as_str()), 101),
+        (localhost.as_str(), Some(format!("http://{localhost}").as_str()), 101),
+        // One the operator allowed (`serve --allow-origin`).
+        (own.as_str(), Some(notes), 101),
+        // No Origin: not a browser (websocat, the Rust client, these tests).
+        (own.as_str(), None, 101),
+    ] {
+        assert_eq!(
+            handshake_status(addr, host, origin).await,
+            want,
+            "Host {host}, Origin {origin:?}"
+        );
+    }
+    eventually(WAIT, "the accepted handshakes to end", || chat.stats().connections == 0).await;
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// RFC 6455 says a receiver that sees a frame break the protocol fails the
+/// connection, and 1002 is the close code for it. Each case is one frame a
+/// well-behaved client never sends.
+fn protocol_violations() -> Vec<(&'static str, Vec<u8>)> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let unmasked = Frame { mask: None, ..Frame::client(opcode::TEXT, b"hi", key) };
+    let mut rsv = Frame::client(opcode::TEXT, b"hi", key).encode();
+    rsv[0] |= 0x40; // RSV1, with no extension negotiated to give it a meaning
+    let fragmented_ping = Frame { fin: false, ..Frame::client(opcode::PING, b"p", key) };
+    vec![
+        ("an unmasked client frame", unmasked.encode()),
+        ("RSV1 set", rsv),
+        ("reserved data opcode 0x3", Frame::client(0x3, b"hi", key).encode()),
+        ("reserved control opcode 0xB", Frame::client(0xB, b"", key).encode()),
+        ("a ping of 126 bytes", Frame::client(opcode::PING, &[b'p'; 126], key).encode()),
+        ("a fragmented ping", fragmented_ping.encode()),
+        ("a continuation with nothing to continue", {
+            Frame::client(opcode::CONTINUATION, b"x", key).encode()
+        }),
+        ("a close frame with a 1-byte payload", Frame::client(opcode::CLOSE, &[3], key).encode()),
+    ]
+}
+
+#[tokio::test]
+async fn protocol_violations_are_closed_with_1002() {
+    let (server, _) = start(quick()).await;
+    let mut wrong = Vec::new();
+    for (what, bytes) in protocol_violations() {
+        let mut raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
+        raw.send_bytes(&bytes).await.expect("send");
+        match raw.read_until_close(WAIT).await.expect("read") {
+            Some(f) if f.close_code() == Some(1002) && !f.close_reason().is_empty() => {}
+            Some(f) => {
+                wrong.push(format!("{what}: close {:?} {:?}", f.close_code(), f.close_reason()))
+            }
+            None => wrong.push(format!("{what}: the connection ended without a close frame")),
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
     server.shutdown().await.expect("clean shutdown");
 }
