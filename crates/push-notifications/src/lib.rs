@@ -20,7 +20,12 @@
 //! * a connection's subscriptions vanish with it ([`Push::stats`] shows the
 //!   count going back to zero);
 //! * each client has a bounded queue, and one that cannot keep up is closed
-//!   with 1008 and a reason instead of growing the server's memory.
+//!   with 1008 and a reason instead of growing the server's memory;
+//! * publishing is bounded too ([`PUBLISH_RATE`], a 429 past it), so a burst
+//!   of publishes cannot fill the queues of subscribers that are reading;
+//! * only the server's own pages (and origins the operator allows) may open
+//!   a WebSocket or publish from a browser, and `POST /notify` takes only
+//!   JSON, so another site's page or form cannot subscribe or publish.
 //!
 //! Run it:
 //!
@@ -42,7 +47,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::stream::SplitSink;
@@ -53,6 +58,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+// Lesson 8's pieces, used as they are: the Origin check, the token bucket,
+// and the mapping from a read error to a close code.
+use websocket_chat::close_for;
+use websocket_chat::limit::TokenBucket;
+use websocket_chat::origin::Origins;
 
 pub mod client;
 
@@ -90,6 +100,25 @@ pub const MAX_CONNECTIONS: usize = 2000;
 /// largest `POST /notify` body. Above it: close 1009 and HTTP 413.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
+/// Publishes per second that `POST /notify` accepts, for the whole server;
+/// past it the answer is 429 with `Retry-After`. A service publishing for
+/// its users sends a few a second (one per chat message, one per order);
+/// 50 is ten times that. It also bounds how fast the history turns over: at
+/// the limit, [`HISTORY_LEN`] still covers five seconds of absence.
+pub const PUBLISH_RATE: u32 = 50;
+
+/// Publishes accepted at once before [`PUBLISH_RATE`] applies (a batch job's
+/// backlog). It must fit in a subscriber's queue beside a full replay:
+/// [`QUEUE_CAPACITY`] minus [`HISTORY_LEN`] is 256, so a burst of 100
+/// reaches even a client in the middle of its replay without making it
+/// "too slow". A subscriber is closed only if it is really not reading.
+pub const PUBLISH_BURST: u32 = 100;
+
+/// How long a browser may cache the answer to a preflight (`OPTIONS
+/// /notify`) before asking again: ten minutes saves a round trip per
+/// publish, and a changed allow list still takes effect soon.
+pub const PREFLIGHT_MAX_AGE_SECS: u32 = 600;
+
 /// How often the server pings each client, and how long it waits for any
 /// sign of life before dropping it (two missed pings). See lesson 8.
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -106,6 +135,8 @@ pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 pub mod close_code {
     /// Server shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the framing rules (lesson 8's `close_for`).
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// Invalid UTF-8 in a text frame.
     pub const INVALID_DATA: u16 = 1007;
     /// The client's queue was full: too slow.
@@ -131,6 +162,15 @@ pub struct Config {
     pub close_grace: Duration,
     /// See [`MAX_CONNECTIONS`].
     pub max_connections: usize,
+    /// See [`PUBLISH_RATE`]. Above 0.
+    pub publish_rate: u32,
+    /// See [`PUBLISH_BURST`]. Above 0; with `history_len`, at most
+    /// `queue_capacity`.
+    pub publish_burst: u32,
+    /// Browser origins allowed besides the server's own, for the WebSocket
+    /// and for `POST /notify` (`serve --allow-origin`; see lesson 8's
+    /// `websocket_chat::origin`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -142,6 +182,9 @@ impl Default for Config {
             pong_timeout: PONG_TIMEOUT,
             close_grace: CLOSE_GRACE,
             max_connections: MAX_CONNECTIONS,
+            publish_rate: PUBLISH_RATE,
+            publish_burst: PUBLISH_BURST,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -262,6 +305,8 @@ pub struct Stats {
     pub history: usize,
     /// Clients closed because their queue was full.
     pub kicked_slow: u64,
+    /// `POST /notify` requests refused with 429.
+    pub publishes_refused: u64,
 }
 
 #[derive(Debug)]
@@ -270,6 +315,11 @@ struct Shared {
     hub: Mutex<Hub>,
     next_conn: AtomicU64,
     kicked_slow: AtomicU64,
+    publishes_refused: AtomicU64,
+    /// One bucket for every `POST /notify`, see [`PUBLISH_RATE`].
+    publish_limit: Mutex<TokenBucket>,
+    /// Who may connect or publish from a browser.
+    origins: Origins,
     /// One permit per open connection, see [`MAX_CONNECTIONS`].
     slots: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -284,19 +334,25 @@ pub struct Push {
 
 impl Push {
     /// A server with the given limits. Panics if the queue cannot hold a
-    /// full replay (a configuration bug, not a runtime condition).
+    /// full replay, on a publish rate or burst of 0, or on an allowed origin
+    /// that is not one (configuration bugs, not runtime conditions).
     pub fn new(config: Config) -> Self {
         assert!(
             config.queue_capacity > config.history_len,
             "queue_capacity must exceed history_len, or a replay alone would overflow the queue"
         );
         let slots = Arc::new(Semaphore::new(config.max_connections));
+        let origins = Origins::new(&config.allowed_origins).unwrap_or_else(|e| panic!("{e}"));
+        let publish_limit = Mutex::new(TokenBucket::new(config.publish_rate, config.publish_burst));
         Self {
             shared: Arc::new(Shared {
                 config,
                 hub: Mutex::new(Hub::default()),
                 next_conn: AtomicU64::new(1),
                 kicked_slow: AtomicU64::new(0),
+                publishes_refused: AtomicU64::new(0),
+                publish_limit,
+                origins,
                 slots,
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
@@ -304,12 +360,13 @@ impl Push {
         }
     }
 
-    /// `GET /` (a page), `GET /ws`, `POST /notify`, `GET /stats`.
+    /// `GET /` (a page), `GET /ws`, `POST /notify` (and its CORS preflight,
+    /// `OPTIONS /notify`), `GET /stats`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/", get(page))
             .route("/ws", get(upgrade))
-            .route("/notify", post(notify))
+            .route("/notify", post(notify).options(preflight))
             .route("/stats", get(stats))
             .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
             .with_state(self.clone())
@@ -377,6 +434,7 @@ impl Push {
             last_id: hub.last_id,
             history: hub.history.len(),
             kicked_slow: self.shared.kicked_slow.load(Ordering::Relaxed),
+            publishes_refused: self.shared.publishes_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -471,20 +529,105 @@ pub fn validate_event(event: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `POST /notify`: parse, check, publish. The body is parsed by hand so that
-/// every mistake gets a sentence, not just a status.
-async fn notify(State(push): State<Push>, body: Bytes) -> Response {
-    let publish: Publish = match serde_json::from_slice(&body) {
+/// `POST /notify`: check who is asking, the content type and the rate,
+/// then parse and publish. The body is parsed by hand so that every mistake
+/// gets a sentence, not just a status.
+async fn notify(State(push): State<Push>, headers: HeaderMap, body: Bytes) -> Response {
+    // A page on another site (lesson 8's `origin` module explains the check).
+    let origin = match push.shared.origins.check(&headers) {
+        Ok(origin) => origin,
+        Err(why) => return json_error(StatusCode::FORBIDDEN, why),
+    };
+    let answer = publish_checked(&push, &headers, &body);
+    with_cors(answer, origin.as_deref())
+}
+
+fn publish_checked(push: &Push, headers: &HeaderMap, body: &[u8]) -> Response {
+    // Only JSON. A plain HTML form on any site can POST here without the
+    // browser asking first, but only as text/plain, urlencoded or multipart:
+    // insisting on application/json shuts that door. (A page that sets
+    // application/json itself has to ask first, see `preflight`.)
+    if !is_json(headers) {
+        let msg = "POST /notify takes Content-Type: application/json \
+                   (with curl: -H 'Content-Type: application/json')";
+        return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg.into());
+    }
+    // The rate, for the whole server: a publish is fanned out to every
+    // subscriber, so this is what keeps a burst of them from filling the
+    // queues of clients that are reading just fine.
+    let over = push.shared.publish_limit.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Err(wait) = over {
+        push.shared.publishes_refused.fetch_add(1, Ordering::Relaxed);
+        let rate = push.shared.config.publish_rate;
+        let msg = format!("too many publishes: at most {rate} a second; try again shortly");
+        let mut resp = json_error(StatusCode::TOO_MANY_REQUESTS, msg);
+        // Whole seconds, rounded up: `Retry-After: 0` would invite a spin.
+        let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return resp;
+    }
+    let publish: Publish = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => {
             let msg = format!("expected {{\"event\":NAME,\"payload\":JSON}}: {e}");
-            return (StatusCode::BAD_REQUEST, Json(json!({ "error": msg }))).into_response();
+            return json_error(StatusCode::BAD_REQUEST, msg);
         }
     };
     if let Err(e) = validate_event(&publish.event) {
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response();
+        return json_error(StatusCode::BAD_REQUEST, e);
     }
     Json(push.publish(&publish.event, publish.payload)).into_response()
+}
+
+/// `OPTIONS /notify`: the CORS preflight. A page on another origin that
+/// wants to POST JSON here must ask first; the browser sends the POST only
+/// if this answer names the page's origin. Allowed: the origins of the
+/// WebSocket's allow list (the server's own needs no preflight; others come
+/// from `serve --allow-origin`), because publishing reaches every
+/// subscriber and has no other credential.
+async fn preflight(State(push): State<Push>, headers: HeaderMap) -> Response {
+    match push.shared.origins.check(&headers) {
+        Err(why) => json_error(StatusCode::FORBIDDEN, why),
+        // Not from a browser: just say what the route takes.
+        Ok(None) => (StatusCode::NO_CONTENT, [(header::ALLOW, "POST, OPTIONS")]).into_response(),
+        Ok(Some(origin)) => {
+            let mut resp = with_cors(StatusCode::NO_CONTENT.into_response(), Some(&origin));
+            let h = resp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type"),
+            );
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(PREFLIGHT_MAX_AGE_SECS));
+            resp
+        }
+    }
+}
+
+/// Lets the page at `origin` (already checked) read the answer. `Vary:
+/// Origin` tells caches the answer differs from one origin to the next.
+fn with_cors(mut resp: Response, origin: Option<&str>) -> Response {
+    if let Some(value) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        h.insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+    resp
+}
+
+/// `Content-Type: application/json`, in any case, with or without
+/// parameters such as `; charset=utf-8`.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// The error shape every `/notify` refusal uses: `{"error": "..."}`.
+fn json_error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
 /// `GET /`: a browser client that subscribes, shows what is pushed, and
@@ -498,7 +641,11 @@ async fn stats(State(push): State<Push>) -> Json<Stats> {
     Json(push.stats())
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(push): State<Push>) -> Response {
+async fn upgrade(ws: WebSocketUpgrade, headers: HeaderMap, State(push): State<Push>) -> Response {
+    // Only the server's own pages and allowed origins (as lesson 8).
+    if let Err(why) = push.shared.origins.check(&headers) {
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    }
     // Past the cap, refuse with a plain 503 before upgrading (as lesson 8).
     let Ok(permit) = Arc::clone(&push.shared.slots).try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
@@ -556,12 +703,9 @@ async fn connection(push: Push, socket: WebSocket, _permit: OwnedSemaphorePermit
                     None => break,
                     Some(Ok(msg)) => msg,
                     Some(Err(e)) => {
-                        let inner = e.into_inner();
-                        use tokio_tungstenite::tungstenite::Error as WsError;
-                        match inner.downcast_ref::<WsError>() {
-                            Some(WsError::Capacity(e)) => bye(close_code::TOO_BIG, e.to_string()),
-                            Some(WsError::Utf8(_)) => bye(close_code::INVALID_DATA, "text frame is not valid UTF-8".into()),
-                            _ => {}
+                        // 1009 too big, 1007 bad UTF-8, 1002 broken framing.
+                        if let Some((code, reason)) = close_for(e) {
+                            bye(code, reason);
                         }
                         break;
                     }

@@ -196,7 +196,8 @@ async fn bad_publishes_and_bad_subscriptions_get_clear_errors() {
     let empty = notify(addr, "", json!(1)).await;
     assert_eq!(empty.status, 400);
     assert!(empty.text().contains("must not be empty"), "{}", empty.text());
-    let req = "POST /notify HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nConnection: close\r\n\r\nnot json";
+    let req = "POST /notify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+               Content-Length: 8\r\nConnection: close\r\n\r\nnot json";
     let garbage = harness::http::exchange(addr, req.as_bytes()).await.expect("POST");
     assert_eq!(garbage.status, 400);
     assert!(garbage.text().contains("expected"), "{}", garbage.text());
@@ -385,5 +386,258 @@ async fn a_subscriber_that_never_pongs_is_dropped_and_its_subscription_with_it()
     let close = mute.read_until_close(WAIT).await.expect("read").expect("a close frame");
     assert_eq!(close.close_code(), Some(close_code::HEARTBEAT_TIMEOUT));
     eventually(WAIT, "the subscription to go", || push.stats().subscribers.is_empty()).await;
+    server.shutdown().await.expect("clean shutdown");
+}
+
+// ---- A hostile client (issue 21) ----------------------------------------
+
+/// The `POST /notify` request for one publish, as bytes.
+fn notify_request(host: &str, body: &str, content_type: Option<&str>, last: bool) -> String {
+    let ct = content_type.map(|t| format!("Content-Type: {t}\r\n")).unwrap_or_default();
+    let close = if last { "Connection: close\r\n" } else { "" };
+    format!(
+        "POST /notify HTTP/1.1\r\nHost: {host}\r\n{ct}Content-Length: {}\r\n{close}\r\n{body}",
+        body.len()
+    )
+}
+
+/// Splits a stream of pipelined responses into (status, head, body).
+fn split_responses(mut bytes: &[u8]) -> Vec<(u16, String, String)> {
+    let mut out = Vec::new();
+    while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = harness::http::parse_head(&bytes[..end + 4]).expect("a response head");
+        let len: usize =
+            head.header("content-length").map_or(0, |v| v.trim().parse().expect("len"));
+        let body = String::from_utf8_lossy(&bytes[end + 4..end + 4 + len]).into_owned();
+        let raw = String::from_utf8_lossy(&head.raw_head).into_owned();
+        out.push((head.status, raw, body));
+        bytes = &bytes[end + 4 + len..];
+    }
+    out
+}
+
+/// How long the subscriber in the burst test takes over each notification,
+/// as a phone that shows it would: it reads 1,000 a second, twenty times
+/// [`push_notifications::PUBLISH_RATE`], so it is a subscriber that keeps
+/// up with anything the server lets through.
+const SHOW_EACH: Duration = Duration::from_millis(1);
+
+/// 3,000 publishes pipelined on one connection. Before the publish limit
+/// every one was fanned out as fast as hyper could parse them, far faster
+/// than a subscriber that does anything with what it gets can take them;
+/// it fell a whole queue behind and was closed as "too slow" for a fault
+/// that was the publisher's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_burst_gets_429s_and_no_subscriber_is_kicked() {
+    const BURST: usize = 3000;
+    let (server, push) = start(quick()).await;
+    let addr = server.addr();
+    let mut sub = subscriber(addr, &["burst"], None).await;
+    let reader = tokio::spawn(async move {
+        let mut got = 0usize;
+        loop {
+            let v = sub.recv_json(WAIT).await.map_err(|e| e.to_string())?;
+            if v["type"] == "notification" {
+                if v["payload"] == "after" {
+                    return Ok::<usize, String>(got);
+                }
+                got += 1;
+                tokio::time::sleep(SHOW_EACH).await;
+            }
+        }
+    });
+
+    // 4 KiB a notification: 3,000 of them are more than the kernel's socket
+    // buffers on loopback absorb (a few MB), as they would be on a real link.
+    let body = json!({"event": "burst", "payload": "x".repeat(4096)}).to_string();
+    let mut requests = String::new();
+    for i in 0..BURST {
+        requests.push_str(&notify_request("x", &body, Some("application/json"), i == BURST - 1));
+    }
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut rd, mut wr) = stream.into_split();
+    // Write and read at once, so neither side waits on a full socket. The
+    // writing half is handed back, not dropped: dropping it would send a FIN,
+    // and hyper closes a connection whose client has half-closed.
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt as _;
+        wr.write_all(requests.as_bytes()).await.map(|()| wr)
+    });
+    let mut answers = Vec::new();
+    within(Duration::from_secs(30), "3,000 answers", async {
+        use tokio::io::AsyncReadExt as _;
+        rd.read_to_end(&mut answers).await
+    })
+    .await
+    .expect("read the answers");
+    let _wr = within(WAIT, "the writer", writer).await.expect("task").expect("write the burst");
+    let answers = split_responses(&answers);
+    assert_eq!(answers.len(), BURST, "one answer per publish");
+    let ok = answers.iter().filter(|(s, _, _)| *s == 200).count();
+    let limited: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
+    eprintln!("burst of {BURST}: {ok} accepted, {} refused", limited.len());
+    assert_eq!(ok + limited.len(), BURST, "only 200s and 429s");
+    assert!(!limited.is_empty(), "all {BURST} publishes were accepted");
+    let (_, head, body) = limited[0];
+    assert!(head.to_ascii_lowercase().contains("retry-after: "), "{head}");
+    let error: Value = serde_json::from_str(body).expect("a JSON error");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("too many")), "{body}");
+
+    // The subscriber is still there and gets exactly what was accepted,
+    // then a later notification.
+    push.publish("burst", json!("after"));
+    let got = within(WAIT, "the subscriber", reader).await.expect("task");
+    assert_eq!(got, Ok(ok), "the subscriber got every accepted publish and stayed");
+    assert_eq!(push.stats().kicked_slow, 0);
+    assert_eq!(push.stats().publishes_refused, limited.len() as u64);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// A plain HTML form on any site can POST to this server (a "simple"
+/// request: no preflight), but it can only send `text/plain`,
+/// `application/x-www-form-urlencoded` or `multipart/form-data`. Requiring
+/// JSON's type shuts that door.
+#[tokio::test]
+async fn notify_takes_only_json_and_a_form_cannot_publish() {
+    let (server, push) = start(quick()).await;
+    let addr = server.addr();
+    let body = json!({"event": "e", "payload": "from a form"}).to_string();
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+    ] {
+        let req = notify_request("x", &body, ct, true);
+        let resp = harness::http::exchange(addr, req.as_bytes()).await.expect("POST");
+        assert_eq!(resp.status, 415, "Content-Type {ct:?}: {}", resp.text());
+        let error: Value = serde_json::from_slice(&resp.body).expect("a JSON error");
+        assert!(error["error"].as_str().is_some_and(|e| e.contains("application/json")), "{error}");
+    }
+    assert_eq!(push.stats().last_id, 0, "nothing was published");
+    for ct in ["application/json", "application/json; charset=utf-8", "Application/JSON"] {
+        let req = notify_request("x", &body, Some(ct), true);
+        let resp = harness::http::exchange(addr, req.as_bytes()).await.expect("POST");
+        assert_eq!(resp.status, 200, "Content-Type {ct:?}: {}", resp.text());
+    }
+    assert_eq!(push.stats().last_id, 3);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// The upgrade request a browser would send from a page at `origin`.
+fn upgrade_from(host: &str, origin: Option<&str>) -> String {
+    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n",
+        harness::ws::SAMPLE_KEY
+    )
+}
+
+#[tokio::test]
+async fn a_handshake_from_another_origin_is_refused_with_403() {
+    let (server, push) = start(quick()).await;
+    let addr = server.addr();
+    let own = addr.to_string();
+    for (origin, want) in [
+        (Some("http://evil.example".to_owned()), 403),
+        (Some("null".to_owned()), 403),
+        (Some(format!("http://{addr}")), 101),
+        (None, 101),
+    ] {
+        let req = upgrade_from(&own, origin.as_deref());
+        let resp = harness::http::exchange(addr, req.as_bytes()).await.expect("an answer");
+        assert_eq!(resp.status, want, "Origin {origin:?}");
+    }
+    eventually(WAIT, "the accepted handshakes to end", || push.stats().connections == 0).await;
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// RFC 6455's "fail the connection" cases, each answered with close 1002.
+#[tokio::test]
+async fn protocol_violations_are_closed_with_1002() {
+    use harness::ws::{Frame, RawWs, opcode};
+    let (server, _) = start(quick()).await;
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let unmasked = Frame { mask: None, ..Frame::client(opcode::TEXT, b"hi", key) };
+    let mut rsv = Frame::client(opcode::TEXT, b"hi", key).encode();
+    rsv[0] |= 0x40;
+    let fragmented_ping = Frame { fin: false, ..Frame::client(opcode::PING, b"p", key) };
+    let cases = [
+        ("an unmasked client frame", unmasked.encode()),
+        ("RSV1 set", rsv),
+        ("reserved data opcode 0x3", Frame::client(0x3, b"hi", key).encode()),
+        ("reserved control opcode 0xB", Frame::client(0xB, b"", key).encode()),
+        ("a ping of 126 bytes", Frame::client(opcode::PING, &[b'p'; 126], key).encode()),
+        ("a fragmented ping", fragmented_ping.encode()),
+        ("a continuation with nothing to continue", {
+            Frame::client(opcode::CONTINUATION, b"x", key).encode()
+        }),
+        ("a close frame with a 1-byte payload", Frame::client(opcode::CLOSE, &[3], key).encode()),
+    ];
+    let mut wrong = Vec::new();
+    for (what, bytes) in cases {
+        let mut raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
+        raw.send_bytes(&bytes).await.expect("send");
+        match raw.read_until_close(WAIT).await.expect("read") {
+            Some(f) if f.close_code() == Some(1002) && !f.close_reason().is_empty() => {}
+            Some(f) => {
+                wrong.push(format!("{what}: close {:?} {:?}", f.close_code(), f.close_reason()))
+            }
+            None => wrong.push(format!("{what}: the connection ended without a close frame")),
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// CORS, on purpose: a page on another origin may publish only if the
+/// operator allowed that origin. Its browser asks first (`OPTIONS`), and
+/// sends the POST only if the answer names the page's origin.
+#[tokio::test]
+async fn cross_origin_publishing_is_allowed_only_for_allowed_origins() {
+    let notes = "http://notes.example:8080";
+    let (server, push) = start(Config { allowed_origins: vec![notes.into()], ..quick() }).await;
+    let addr = server.addr();
+    let preflight = |origin: &str| {
+        format!(
+            "OPTIONS /notify HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: POST\r\n\
+             Access-Control-Request-Headers: content-type\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let ok = harness::http::exchange(addr, preflight(notes).as_bytes()).await.expect("OPTIONS");
+    assert_eq!(ok.status, 204);
+    assert_eq!(ok.header("access-control-allow-origin"), Some(notes));
+    assert_eq!(ok.header("access-control-allow-methods"), Some("POST"));
+    assert!(ok.header("access-control-allow-headers").is_some_and(|h| h.contains("content-type")));
+    let evil = "http://evil.example";
+    let no = harness::http::exchange(addr, preflight(evil).as_bytes()).await.expect("OPTIONS");
+    assert_eq!(no.status, 403);
+    assert_eq!(no.header("access-control-allow-origin"), None, "the browser will not send it");
+
+    let body = json!({"event": "e", "payload": "cross-origin"}).to_string();
+    let post = |origin: &str| {
+        format!(
+            "POST /notify HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let allowed = harness::http::exchange(addr, post(notes).as_bytes()).await.expect("POST");
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    assert_eq!(allowed.header("access-control-allow-origin"), Some(notes), "the page may read it");
+    // A POST that skipped the preflight (not a browser that obeys CORS, or
+    // one with a bug) is refused all the same.
+    let refused = harness::http::exchange(addr, post(evil).as_bytes()).await.expect("POST");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(refused.text().contains("error"), "{}", refused.text());
+    // The server's own page needs no allow list entry.
+    let own = harness::http::exchange(addr, post(&format!("http://{addr}")).as_bytes())
+        .await
+        .expect("POST");
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(push.stats().last_id, 2, "the allowed and the own-page publishes only");
     server.shutdown().await.expect("clean shutdown");
 }
