@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::server::lingering_close;
+use crate::server::{MAX_REFUSALS, lingering_close, turn_away};
 use crate::{Config, Reply, route};
 
 /// Serves connections from `listener` with hyper until `token` is cancelled,
@@ -57,11 +57,8 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     loop {
-        let permit = tokio::select! {
-            () = token.cancelled() => break,
-            p = Arc::clone(&permits).acquire_owned() => p.expect("the semaphore is never closed"),
-        };
         let (stream, peer) = tokio::select! {
             () = token.cancelled() => break,
             a = listener.accept() => match a {
@@ -72,6 +69,11 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        // Past the cap: 503 at once, as the hand-written server does.
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            turn_away(stream, &refusals, &tracker, config.linger);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let (builder, token) = (Arc::clone(&builder), token.clone());

@@ -86,9 +86,11 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// How long a stopping server waits for in-flight requests to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// How many connections the server serves at once; the next client waits in
-/// the kernel's accept backlog until one closes. Each connection is a task, a
-/// buffer and a file descriptor: the cap keeps a flood from exhausting them.
+/// How many connections the server serves at once; the next client is
+/// answered 503 with `Retry-After: 1` at once and closed. Each connection is a
+/// task, a buffer and a file descriptor: the cap keeps a flood from
+/// exhausting them, and the 503 tells the client rather than leaving it
+/// hanging in the kernel's accept backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// The limits and timeouts of one server. [`Config::default`] uses the named

@@ -30,6 +30,37 @@ use crate::{Config, MAX_HEADERS, Reply, reason, route};
 /// open files"): retrying at once would spin a core while nothing can improve.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// The answer for a client that arrives when every connection slot is taken.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Retry-After: 1\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: 31\r\n\
+Connection: close\r\n\r\n\
+server full, try again shortly\n";
+
+/// Clients being turned away at once. Each refusal is a small task that
+/// writes [`BUSY`] and closes with a linger; past this many, a client over
+/// the cap is closed without a word, so refusing stays cheaper than serving.
+pub(crate) const MAX_REFUSALS: usize = 256;
+
+/// Past the cap: answer 503 and close gently, on a task of its own (if a
+/// refusal slot is free), so the accept loop goes straight back to work.
+/// Both servers of this lesson do this.
+pub(crate) fn turn_away(
+    mut stream: TcpStream,
+    refusals: &Arc<Semaphore>,
+    tracker: &TaskTracker,
+    linger: Duration,
+) {
+    let Ok(refusal) = Arc::clone(refusals).try_acquire_owned() else { return };
+    tracker.spawn(async move {
+        if timeout(linger, stream.write_all(BUSY)).await.is_ok_and(|w| w.is_ok()) {
+            lingering_close(stream, linger).await;
+        }
+        drop(refusal);
+    });
+}
+
 /// Serves connections from `listener` until `token` is cancelled, then stops
 /// accepting, lets in-flight requests finish (their responses say
 /// `Connection: close`), closes idle connections at once, and returns when
@@ -40,14 +71,11 @@ pub async fn serve(
     token: CancellationToken,
 ) -> io::Result<()> {
     let tracker = TaskTracker::new();
-    // A permit per connection: when they are all out, we stop calling accept
-    // and new clients wait in the kernel's backlog instead of in our memory.
+    // A permit per connection. When they are all out, a new client is told
+    // so at once (503) instead of waiting unanswered in the kernel's backlog.
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     loop {
-        let permit = tokio::select! {
-            () = token.cancelled() => break,
-            p = Arc::clone(&permits).acquire_owned() => p.expect("the semaphore is never closed"),
-        };
         let accepted = tokio::select! {
             () = token.cancelled() => break,
             a = listener.accept() => a,
@@ -59,6 +87,10 @@ pub async fn serve(
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 continue;
             }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            turn_away(stream, &refusals, &tracker, config.linger);
+            continue;
         };
         // Nagle's algorithm would hold back a small response while an earlier
         // one is unacknowledged; with pipelining that is a 40 ms stall per

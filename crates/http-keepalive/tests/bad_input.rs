@@ -231,3 +231,50 @@ async fn clients_vanishing_mid_request_do_not_disturb_the_server() {
     still_serves(&server).await;
     server.shutdown().await.expect("clean stop");
 }
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Past the connection cap a new client is told 503 at once, by both
+/// servers, instead of waiting unanswered in the listen backlog; once a
+/// slot frees it is served again.
+#[tokio::test]
+async fn past_the_connection_cap_both_servers_answer_503_at_once() {
+    let config = Config { max_connections: 1, ..Config::default() };
+    for hyper in [false, true] {
+        let server = if hyper {
+            TaskServer::start(move |listener, token| {
+                http_keepalive::hyper_server::serve(listener, config, token)
+            })
+            .await
+            .expect("binding")
+        } else {
+            start(config).await
+        };
+        let mut first = HttpConn::connect(server.addr()).await.expect("connect");
+        first.send(b"GET /resource/1 HTTP/1.1\r\nHost: t\r\n\r\n").await.expect("send");
+        assert_eq!(
+            within(WAIT, "first", first.read_response(false)).await.expect("ok").status,
+            200
+        );
+        let busy = within(
+            Duration::from_secs(1),
+            "the 503",
+            harness::http::exchange(server.addr(), b"GET /resource/2 HTTP/1.1\r\nHost: t\r\n\r\n"),
+        )
+        .await
+        .expect("an answer, not a hang");
+        assert_eq!(busy.status, 503, "hyper: {hyper}: {}", busy.text());
+        assert_eq!(busy.header("retry-after"), Some("1"));
+        drop(first);
+        let started = Instant::now();
+        loop {
+            let req = b"GET /resource/3 HTTP/1.1\r\nHost: t\r\n\r\n";
+            if harness::http::exchange(server.addr(), req).await.is_ok_and(|r| r.status == 200) {
+                break;
+            }
+            assert!(started.elapsed() < WAIT, "hyper: {hyper}: the slot never came back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.shutdown().await.expect("clean stop");
+    }
+}
