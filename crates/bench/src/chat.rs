@@ -87,7 +87,15 @@ struct Outcome {
 }
 
 async fn measure(n: usize, args: &Args) -> anyhow::Result<Outcome> {
-    let config = Config { max_connections: n + 10, ..Config::default() };
+    // The speaker sends as fast as the broadcast allows; the per-connection
+    // send limit (5 a second, a burst of 20) would measure the limit, not the
+    // fan-out, so it is lifted here and only here.
+    let config = Config {
+        max_connections: n + 10,
+        send_rate: u32::MAX,
+        send_burst: u32::MAX,
+        ..Config::default()
+    };
     let chat = Chat::new(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

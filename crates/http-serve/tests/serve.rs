@@ -277,3 +277,39 @@ async fn shutdown_finishes_the_request_in_flight_and_refuses_new_ones() {
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
     server.shutdown().await.expect("serve returned Ok");
 }
+
+/// The write timeout lives in the socket, so it outlasts the upgrade: a
+/// WebSocket peer that stops reading makes the server's send fail after it,
+/// and the connection's task ends instead of waiting for ever.
+#[tokio::test]
+async fn a_websocket_peer_that_stops_reading_is_closed_after_the_write_timeout() {
+    let ended = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&ended);
+    let flood = get(move |ws: WebSocketUpgrade| async move {
+        ws.on_upgrade(move |mut socket| async move {
+            let chunk = "x".repeat(64 * 1024);
+            // Send until a send fails; a bound keeps a broken timeout from
+            // filling memory (the peer's buffers take a few MB at most).
+            for _ in 0..100_000 {
+                if socket.send(Message::text(chunk.clone())).await.is_err() {
+                    break;
+                }
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+    });
+    let config =
+        ServeConfig { write_timeout: Duration::from_millis(300), ..ServeConfig::default() };
+    let server = TaskServer::start(move |listener, token| {
+        serve(listener, Router::new().route("/flood", flood), token, config)
+    })
+    .await
+    .expect("binding 127.0.0.1:0");
+    let silent =
+        WsClient::connect(&format!("ws://{}/flood", server.addr())).await.expect("upgrade");
+    // It never reads. The server's sends stall, then fail.
+    harness::eventually(WAIT, "the flooding task to end", || ended.load(Ordering::SeqCst) == 1)
+        .await;
+    drop(silent);
+    server.shutdown().await.expect("clean shutdown");
+}
