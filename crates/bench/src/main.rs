@@ -7,6 +7,7 @@
 //! cargo run -p bench --release -- chat        # lesson 8: broadcast deliveries/s and latency
 //! cargo run -p bench --release -- todo        # lesson 10: REST reads and writes, memory and SQLite
 //! cargo run -p bench --release -- transports  # chapter 11: polling, long polling, SSE, WebSocket side by side
+//! cargo run -p bench --release -- siege       # chapter 10: every HTTP server under silent bodies and stalled readers
 //! ```
 //!
 //! Every report runs bounded loops against loopback only and stops by itself.
@@ -27,6 +28,7 @@ mod echo;
 mod keepalive;
 mod load;
 mod plot;
+mod siege;
 mod stats;
 mod todo;
 mod transports;
@@ -83,6 +85,9 @@ enum Report {
     /// Chapter 11: short polling, long polling, SSE and WebSocket on one feed:
     /// bytes and requests per update, latency, loss, server CPU and memory.
     Transports(transports::Args),
+    /// Chapter 10: every HTTP server under silent request bodies and readers
+    /// that stopped reading: what a new client sees, memory, recovery.
+    Siege(siege::Args),
     /// Internal: run one of lesson 3's servers on 127.0.0.1:0 and print its
     /// address; the reports start this binary this way as a child process.
     #[command(hide = true)]
@@ -121,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         Report::Chat(args) => return chat::run(args),
         Report::Todo(args) => return todo::run(args),
         Report::Transports(args) => return transports::run(args),
+        Report::Siege(args) => return siege::run(args),
         other => other,
     };
     if let Report::Server { flavour } = report {
@@ -159,7 +165,8 @@ fn main() -> anyhow::Result<()> {
             | Report::Keepalive(_)
             | Report::Chat(_)
             | Report::Todo(_)
-            | Report::Transports(_) => Ok(()),
+            | Report::Transports(_)
+            | Report::Siege(_) => Ok(()),
         }
     })?;
     println!("load average (1, 5, 15 min) before: {before}; after: {}", load_average());

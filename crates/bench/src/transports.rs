@@ -40,10 +40,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::stats::percentile;
 
-mod child;
+pub(crate) mod child;
 mod follow;
 mod plot;
-mod tally;
+pub(crate) mod tally;
 
 use tally::{IdCheck, check_ids, per};
 
@@ -202,7 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// the tap's two), so 1,000 of them need more than the common soft limit of
 /// 1,024. The soft limit may be raised up to the hard one without privileges;
 /// the server processes inherit it.
-fn raise_open_file_limit() {
+pub(crate) fn raise_open_file_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {

@@ -72,7 +72,7 @@ pub async fn serve(
         };
         // Past the cap: 503 at once, as the hand-written server does.
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            turn_away(stream, &refusals, &tracker, config.linger);
+            turn_away(stream, &refusals, &tracker);
             continue;
         };
         let _ = stream.set_nodelay(true);

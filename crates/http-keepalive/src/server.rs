@@ -39,23 +39,28 @@ Connection: close\r\n\r\n\
 server full, try again shortly\n";
 
 /// Clients being turned away at once. Each refusal is a small task that
-/// writes [`BUSY`] and closes with a linger; past this many, a client over
-/// the cap is closed without a word, so refusing stays cheaper than serving.
-pub(crate) const MAX_REFUSALS: usize = 256;
+/// writes [`BUSY`] and closes with a short linger; past this many (a flood),
+/// the 503 is written without the wait, so refusing stays cheaper than
+/// serving and every client still hears why.
+pub(crate) const MAX_REFUSALS: usize = 1024;
+
+/// The linger of a refusal: long enough for a real client to read its 503
+/// and close, short enough that a flood of silent ones passes quickly.
+const REFUSAL_LINGER: Duration = Duration::from_millis(250);
 
 /// Past the cap: answer 503 and close gently, on a task of its own (if a
 /// refusal slot is free), so the accept loop goes straight back to work.
 /// Both servers of this lesson do this.
-pub(crate) fn turn_away(
-    mut stream: TcpStream,
-    refusals: &Arc<Semaphore>,
-    tracker: &TaskTracker,
-    linger: Duration,
-) {
-    let Ok(refusal) = Arc::clone(refusals).try_acquire_owned() else { return };
+pub(crate) fn turn_away(stream: TcpStream, refusals: &Arc<Semaphore>, tracker: &TaskTracker) {
+    let Ok(refusal) = Arc::clone(refusals).try_acquire_owned() else {
+        // A new socket's send buffer is empty, so this write goes through.
+        let _ = stream.try_write(BUSY);
+        return;
+    };
+    let mut stream = stream;
     tracker.spawn(async move {
-        if timeout(linger, stream.write_all(BUSY)).await.is_ok_and(|w| w.is_ok()) {
-            lingering_close(stream, linger).await;
+        if timeout(REFUSAL_LINGER, stream.write_all(BUSY)).await.is_ok_and(|w| w.is_ok()) {
+            lingering_close(stream, REFUSAL_LINGER).await;
         }
         drop(refusal);
     });
@@ -89,7 +94,7 @@ pub async fn serve(
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            turn_away(stream, &refusals, &tracker, config.linger);
+            turn_away(stream, &refusals, &tracker);
             continue;
         };
         // Nagle's algorithm would hold back a small response while an earlier

@@ -77,15 +77,26 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// follows them with 1,000.
 pub const MAX_CONNECTIONS: usize = 4096;
 
-/// Refusals (the 503 above) being written at once. Each is a tiny task that
-/// writes the answer and then reads, for at most [`REFUSAL_LINGER`], whatever
-/// request the client sent, so that closing does not reset the connection
-/// before the client has read the 503. Past this many, a new client over the
-/// cap is simply closed: refusing must stay cheaper than serving.
-const MAX_REFUSALS: usize = 256;
+/// Refusals (the 503 above) being finished at once. Each is a small task
+/// that writes the answer and then reads, for at most [`REFUSAL_LINGER`],
+/// whatever request the client sent, so that closing does not reset the
+/// connection before the client has read the 503. Past this many (a flood),
+/// a client over the cap gets the 503 written without the wait: usually
+/// still read, since a loopback or LAN client has it before the close.
+const MAX_REFUSALS: usize = 1024;
 
-/// How long a refusal waits for the client to finish sending before closing.
-const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// How long a refusal waits for the client to read its 503 and close. A
+/// real client that sent its request reads the answer and closes within a
+/// round trip; a flood of silent ones is let go after this.
+const REFUSAL_LINGER: Duration = Duration::from_millis(250);
+
+/// hyper's limit on what it buffers per connection, for reading a request
+/// head and for queueing a response the client has not taken yet (its
+/// default is about 400 KiB). For a client that stops reading an event
+/// stream, this is what the server holds in memory on top of the kernel's
+/// buffers until [`WRITE_TIMEOUT`]: 64 KiB is a dozen events of the largest
+/// size the feed takes, and well over any request head the lessons accept.
+pub const MAX_BUFFER: usize = 64 * 1024;
 
 /// How long [`serve`] waits, after the token is cancelled, for requests in
 /// flight to finish before it returns anyway.
@@ -150,6 +161,7 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     // The timeout needs a timer to count with; without one hyper panics.
     http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout);
+    http.max_buf_size(MAX_BUFFER);
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
@@ -173,11 +185,18 @@ pub async fn serve(
         };
         // A slot, or a quick 503: a full server says so.
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
-                tracker.spawn(async move {
-                    refuse(stream).await;
-                    drop(permit);
-                });
+            match Arc::clone(&refusals).try_acquire_owned() {
+                Ok(permit) => {
+                    tracker.spawn(async move {
+                        refuse(stream).await;
+                        drop(permit);
+                    });
+                }
+                // Too many refusals at once: write the 503 if the socket
+                // takes it now (a new socket's buffer always does), close.
+                Err(_) => {
+                    let _ = stream.try_write(BUSY);
+                }
             }
             continue;
         };

@@ -389,7 +389,7 @@ async fn a_subscriber_that_never_pongs_is_dropped_and_its_subscription_with_it()
     server.shutdown().await.expect("clean shutdown");
 }
 
-// ---- A hostile client (issue 21) ----------------------------------------
+// ---- A hostile client ----------------------------------------------------
 
 /// The `POST /notify` request for one publish, as bytes.
 fn notify_request(host: &str, body: &str, content_type: Option<&str>, last: bool) -> String {

@@ -1,4 +1,4 @@
-//! A flood must not become a flood of log lines (issue 21: 145 MB of log in
+//! A flood must not become a flood of log lines (an attack once wrote 145 MB of log in
 //! 15 s). Each test captures the server thread's log with a subscriber of its
 //! own, so tests running in parallel do not see each other's lines.
 

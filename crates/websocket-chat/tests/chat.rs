@@ -485,7 +485,7 @@ async fn the_terminal_client_answers_pings_and_stays_connected() {
     server.shutdown().await.expect("clean shutdown");
 }
 
-// ---- A hostile client (issue 21) ----------------------------------------
+// ---- A hostile client ----------------------------------------------------
 
 /// One client writes 1,000 messages in a single burst, as fast as its socket
 /// takes them, into a room of 20 clients that read everything they are sent.

@@ -27,6 +27,34 @@ pub const EVENT: &str = "bench";
 
 /// The child's side: serve `technique` until stdin closes.
 pub fn serve(technique: Technique) -> anyhow::Result<()> {
+    serve_until_stdin_closes(move |listener, token| async move {
+        match technique {
+            Technique::ShortPolling => {
+                short_polling::run(listener, feed::Feed::default(), token).await
+            }
+            Technique::LongPolling => {
+                let config = long_polling::Config::default();
+                long_polling::run(listener, feed::Feed::default(), config, token).await
+            }
+            Technique::Sse => {
+                sse::run(listener, feed::Feed::default(), sse::Config::default(), token).await
+            }
+            Technique::WebSocket => {
+                let push = push_notifications::Push::new(push_notifications::Config::default());
+                push.serve(listener, token).await
+            }
+        }
+    })
+}
+
+/// Binds `127.0.0.1:0`, prints the port on stdout, and runs `server` on it
+/// until stdin closes (the parent's stop signal). Every child process of
+/// every report starts this way.
+pub fn serve_until_stdin_closes<F, Fut>(server: F) -> anyhow::Result<()>
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut,
+    Fut: Future<Output = std::io::Result<()>>,
+{
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -40,22 +68,7 @@ pub fn serve(technique: Technique) -> anyhow::Result<()> {
             let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
             stop.cancel();
         });
-        match technique {
-            Technique::ShortPolling => {
-                short_polling::run(listener, feed::Feed::default(), token).await?;
-            }
-            Technique::LongPolling => {
-                let config = long_polling::Config::default();
-                long_polling::run(listener, feed::Feed::default(), config, token).await?;
-            }
-            Technique::Sse => {
-                sse::run(listener, feed::Feed::default(), sse::Config::default(), token).await?;
-            }
-            Technique::WebSocket => {
-                let push = push_notifications::Push::new(push_notifications::Config::default());
-                push.serve(listener, token).await?;
-            }
-        }
+        server(listener, token).await?;
         Ok(())
     })
 }
@@ -73,11 +86,18 @@ pub struct Server {
 impl Server {
     /// Starts a server process for `technique` and waits for its port.
     pub async fn start(technique: Technique) -> anyhow::Result<Self> {
+        Self::spawn(&["transports", "--serve", technique.name()]).await
+    }
+
+    /// Starts this binary with `args` (which must make it serve on
+    /// 127.0.0.1:0, print the port and serve until stdin closes, as
+    /// [`serve`] does) and waits for its port. Other reports use it too.
+    pub async fn spawn(args: &[&str]) -> anyhow::Result<Self> {
         // `/proc/self/exe` is this very program even if cargo has rebuilt
         // the file at its path since we started (another build in the same
         // target directory): the child is always the same code as its parent.
         let mut child = Command::new("/proc/self/exe")
-            .args(["transports", "--serve", technique.name()])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
