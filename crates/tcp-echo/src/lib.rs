@@ -22,113 +22,46 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use accept_policy::{Action, FailureLog};
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Where `serve` listens unless told otherwise. Loopback only: nothing from
-/// another machine can reach it, which is what a lesson server should do.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:7001";
+mod limits;
 
-/// How many completed connections the kernel may queue for us while we are
-/// busy with another client. This server handles one client at a time, so the
-/// queue is where everybody else waits; 128 is the classic default and plenty
-/// for a lesson. (The kernel caps it at `/proc/sys/net/core/somaxconn`.)
-pub const BACKLOG: i32 = 128;
-
-/// The size of the one buffer each connection reads into. Any size works for
-/// an echo: TCP is a stream, so a small buffer only means more, smaller reads.
-/// 4 KiB is a page, and what most servers start with.
-pub const READ_BUF: usize = 4096;
-
-/// How long a client may stay silent before the server hangs up on it. Without
-/// it, one client that connects and never speaks would hold this one-at-a-time
-/// server forever and everybody in the queue behind it.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long one `write` may block because the client is not reading. Without
-/// it, a client that sends a lot and never reads the echo would fill its own
-/// receive buffer, then ours, and stall the server for good.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What the server may be tuned with. Tests shorten the timeouts so they run
-/// in milliseconds.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Hang up on a client that sends nothing for this long.
-    pub idle_timeout: Duration,
-    /// Give up on a client that does not read its echo for this long.
-    pub write_timeout: Duration,
-    /// Turn off Nagle's algorithm on accepted connections (see `docs/01-tcp-echo.md`).
-    pub nodelay: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self { idle_timeout: IDLE_TIMEOUT, write_timeout: WRITE_TIMEOUT, nodelay: true }
-    }
-}
-
-/// How one connection ended, for the log and for tests.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ending {
-    /// The client closed its sending side (FIN) and got all its echo back.
-    ClientClosed {
-        /// Bytes echoed on this connection.
-        echoed: u64,
-    },
-    /// The client was silent for longer than `idle_timeout`.
-    Idle {
-        /// Bytes echoed before it went quiet.
-        echoed: u64,
-    },
-    /// The connection broke: a reset, a write timeout, or another I/O error.
-    Broken {
-        /// Bytes echoed before it broke.
-        echoed: u64,
-        /// What the operating system said.
-        error: io::ErrorKind,
-    },
-}
-
-/// Creates the listening socket with socket2, so that each option is set on
-/// purpose and can be explained:
-///
-/// * `SO_REUSEADDR`: lets a restarted server bind its port again while
-///   connections from its previous life still sit in `TIME_WAIT` (the
-///   chapter shows the `AddrInUse` you get without it).
-/// * the backlog, [`BACKLOG`]: how many finished handshakes wait for `accept`.
-pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
-}
+pub use limits::{BACKLOG, Config, DEFAULT_ADDR, IDLE_TIMEOUT, READ_BUF, WRITE_TIMEOUT};
 
 /// Accepts clients one after another and echoes each until it leaves, until
-/// `stop` is set. Returns only on a listener error or on stop.
+/// `stop` is set. Returns only on stop, or when the listener itself is broken.
 ///
 /// One client at a time: `accept` is not called again until [`handle`]
 /// returns. A client that connects meanwhile finishes its handshake with the
 /// kernel and waits in the backlog, connected but unanswered.
 pub fn serve(listener: TcpListener, config: &Config, stop: &AtomicBool) -> io::Result<()> {
+    let mut accept_failures = FailureLog::new("accept failed");
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            // A connection that was reset while it waited in the queue, or a
-            // burst that ran us out of file descriptors: neither is a reason
-            // to stop serving everyone else.
-            Err(e) if is_per_connection(&e) => {
-                tracing::warn!("accept failed, going on: {e}");
-                // Out of file descriptors, the next accept fails the same way
-                // at once: pause, or this loop spins a core and floods the log
-                // until a descriptor is freed.
-                if e.raw_os_error() == Some(EMFILE) {
-                    thread::sleep(ACCEPT_PAUSE);
+            // A client that reset while it waited in the queue, a process out
+            // of descriptors, a listener that broke: each wants another
+            // answer, and every accept loop of the workspace gives the same
+            // one (chapter 1, "When accept fails"). A shortage that lasts is
+            // logged once per interval, not once per attempt.
+            Err(e) => {
+                if let Some(line) = accept_failures.failed(&e) {
+                    tracing::warn!("{line}");
                 }
-                continue;
+                match accept_policy::classify(&e) {
+                    Action::Retry => continue,
+                    Action::PauseThenRetry => {
+                        thread::sleep(accept_policy::PAUSE);
+                        continue;
+                    }
+                    Action::Stop => return Err(e),
+                }
             }
-            Err(e) => return Err(e),
         };
+        if let Some(line) = accept_failures.succeeded() {
+            tracing::warn!("{line}");
+        }
         if stop.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -192,26 +125,42 @@ fn configure(stream: &TcpStream, config: &Config) -> io::Result<()> {
     stream.set_nodelay(config.nodelay)
 }
 
-/// Errors from `accept` that concern one connection (or a passing shortage),
-/// not the listener itself.
-fn is_per_connection(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    ) || e.raw_os_error() == Some(EMFILE)
+/// How one connection ended, for the log and for tests.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The client closed its sending side (FIN) and got all its echo back.
+    ClientClosed {
+        /// Bytes echoed on this connection.
+        echoed: u64,
+    },
+    /// The client was silent for longer than `idle_timeout`.
+    Idle {
+        /// Bytes echoed before it went quiet.
+        echoed: u64,
+    },
+    /// The connection broke: a reset, a write timeout, or another I/O error.
+    Broken {
+        /// Bytes echoed before it broke.
+        echoed: u64,
+        /// What the operating system said.
+        error: io::ErrorKind,
+    },
 }
 
-/// EMFILE, "too many open files": this process has used up its descriptors.
-/// It passes when a connection closes, so it is a reason to wait, not to stop.
-const EMFILE: i32 = 24;
-
-/// How long `serve` pauses after `accept` fails with EMFILE before trying
-/// again. Long enough not to spin, short enough that a freed descriptor is
-/// used almost at once.
-pub const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+/// Creates the listening socket with socket2, so that each option is set on
+/// purpose and can be explained:
+///
+/// * `SO_REUSEADDR`: lets a restarted server bind its port again while
+///   connections from its previous life still sit in `TIME_WAIT` (the
+///   chapter shows the `AddrInUse` you get without it).
+/// * the backlog, [`BACKLOG`]: how many finished handshakes wait for `accept`.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
 
 /// Sends `message` to the echo server at `addr` and returns what came back.
 ///

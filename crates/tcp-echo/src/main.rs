@@ -45,8 +45,11 @@ fn main() -> anyhow::Result<()> {
             let config =
                 Config { idle_timeout: Duration::from_secs(idle_secs), ..Config::default() };
             let listener = tcp_echo::listen(addr).with_context(|| format!("binding {addr}"))?;
-            println!("echo server on {addr}, one client at a time; Ctrl-C stops it");
-            println!("try: nc {} {}", addr.ip(), addr.port());
+            // The address really bound: with `--addr 127.0.0.1:0` the kernel
+            // picks the port, and the tests read it from this line.
+            let local = listener.local_addr()?;
+            println!("echo server on {local}, one client at a time; Ctrl-C stops it");
+            println!("try: nc {} {}", local.ip(), local.port());
             // Ctrl-C ends the process; the kernel closes the sockets for us.
             tcp_echo::serve(listener, &config, &AtomicBool::new(false))?;
             Ok(())

@@ -1,0 +1,261 @@
+//! What an accept loop does when `accept` fails.
+//!
+//! Every server in this workspace has a loop that calls `accept`, and
+//! `accept` can fail for three different kinds of reasons. Each kind wants a
+//! different answer, and getting it wrong costs either a dead server or a core
+//! spinning at 100% while the log fills:
+//!
+//! * **The connection is gone** (`ECONNABORTED`: the client reset while it
+//!   waited in the queue; `EINTR`: a signal; and on Linux the network errors
+//!   already pending on the new socket, such as `EPROTO` or `EHOSTUNREACH`).
+//!   It concerns one client, which has left. [`Action::Retry`]: accept the
+//!   next one at once.
+//! * **The process or the kernel is out of something** (`EMFILE`: this
+//!   process's descriptors, `ulimit -n`; `ENFILE`: the whole system's;
+//!   `ENOBUFS`, `ENOMEM`: socket buffers or memory). It passes when some
+//!   connection closes, but until then the next `accept` fails the same way at
+//!   once. [`Action::PauseThenRetry`]: wait [`PAUSE`], then try again; never
+//!   stop a server for a shortage.
+//! * **The listener itself is broken** (`EBADF`, `ENOTSOCK`: not a socket any
+//!   more; `EINVAL`: not listening). No retry can help.
+//!   [`Action::Stop`]: return the error to whoever started the server.
+//!
+//! An error not named here is treated as a shortage: pause and retry. Stopping
+//! a server on a guess is worse than a retry every [`PAUSE`].
+//!
+//! A failure that repeats (a shortage lasting minutes) must not write a line
+//! per attempt either: [`FailureLog`] counts them and writes one line per
+//! [`LOG_EVERY`] that says how many it stands for.
+//!
+//! The loops that use it: lesson 1 (`tcp-echo`), lesson 3's three servers
+//! (`threads-vs-epoll`), lesson 4's two (`http-keepalive`) and `http-serve`,
+//! which every axum lesson runs on. Chapter 1 (`docs/01-tcp-echo.md`,
+//! "When accept fails") explains it.
+
+use std::fmt::Display;
+use std::io;
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+
+/// What an accept loop should do after `accept` failed with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The error concerned one connection, which is gone: accept the next at once.
+    Retry,
+    /// Out of descriptors, buffers or memory: wait [`PAUSE`], then accept again.
+    PauseThenRetry,
+    /// The listener cannot accept any more: stop serving and return the error.
+    Stop,
+}
+
+/// How long an accept loop waits after a shortage ([`Action::PauseThenRetry`])
+/// before it calls `accept` again. Without a pause the loop spins: the next
+/// `accept` fails the same way within microseconds, a core goes to 100% and
+/// nothing improves. 10 ms is a hundred attempts a second at most, which costs
+/// nothing, and a descriptor freed by a closing connection is used within
+/// 10 ms.
+pub const PAUSE: Duration = Duration::from_millis(10);
+
+/// What to do after `accept` failed with `e`. See the crate's documentation
+/// for why each error lands where it does.
+pub fn classify(e: &io::Error) -> Action {
+    // Interrupted and WouldBlock have portable kinds; a blocking loop sees
+    // WouldBlock only if the listener has a timeout, and a non-blocking loop
+    // handles it before asking (it means "nothing more to accept").
+    if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) {
+        return Action::Retry;
+    }
+    let Some(errno) = Errno::from_io_error(e) else {
+        // Not an error code from the kernel (a library's own error): a guess.
+        return Action::PauseThenRetry;
+    };
+    if SHORTAGES.contains(&errno) {
+        Action::PauseThenRetry
+    } else if CONNECTION_GONE.contains(&errno) {
+        Action::Retry
+    } else if LISTENER_BROKEN.contains(&errno) {
+        Action::Stop
+    } else {
+        Action::PauseThenRetry
+    }
+}
+
+/// Out of a resource that comes back when a connection closes.
+const SHORTAGES: [Errno; 4] = [
+    Errno::MFILE,  // this process is at its open-file limit (`ulimit -n`)
+    Errno::NFILE,  // the whole system is at its open-file limit
+    Errno::NOBUFS, // no memory for socket buffers
+    Errno::NOMEM,  // no memory
+];
+
+/// Errors about the one connection being accepted, which has already gone.
+/// accept(2) on Linux reports the network errors pending on the new socket
+/// and says to treat them like EAGAIN, by retrying.
+const CONNECTION_GONE: &[Errno] = &[
+    Errno::CONNABORTED, // the client gave up (reset) while queued
+    Errno::CONNRESET,   // the same on some systems
+    Errno::PROTO,       // a protocol error on the new connection
+    Errno::NOPROTOOPT,
+    Errno::HOSTDOWN,
+    Errno::HOSTUNREACH,
+    Errno::NETDOWN,
+    Errno::NETUNREACH,
+    Errno::OPNOTSUPP,
+    Errno::TIMEDOUT,
+    Errno::PERM, // a firewall rule refused the connection
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Errno::NONET,
+];
+
+/// The listener cannot accept at all: retrying would fail forever.
+const LISTENER_BROKEN: [Errno; 4] = [
+    Errno::BADF,    // not an open descriptor
+    Errno::NOTSOCK, // not a socket
+    Errno::INVAL,   // a socket, but not listening
+    Errno::FAULT,   // a bad address buffer: a bug in the caller
+];
+
+/// How often a [`FailureLog`] writes a line while a failure keeps repeating.
+/// Every failure is counted; one line per interval says how many there were,
+/// instead of the hundred lines a second an accept loop pausing [`PAUSE`]
+/// would write. Five seconds still shows a human watching that the shortage
+/// goes on.
+pub const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// One log line per [`LOG_EVERY`] at most for a failure that repeats, with
+/// how many failures that line stands for. It does not write anything itself:
+/// each method returns the line that is due, and the caller writes it with
+/// its own logger (`tracing`, `eprintln!`).
+#[derive(Debug)]
+pub struct FailureLog {
+    /// What failed, as each line starts: `"accept failed"`.
+    what: &'static str,
+    /// When the last line was written.
+    last_line: Option<Instant>,
+    /// Failures since then, not yet in any line.
+    unlogged: u64,
+    /// The most recent failure's message, for the next line.
+    latest: String,
+}
+
+impl FailureLog {
+    /// A log whose lines start with `what`.
+    pub fn new(what: &'static str) -> Self {
+        Self { what, last_line: None, unlogged: 0, latest: String::new() }
+    }
+
+    /// Counts one failure; returns the line to write now, if one is due (the
+    /// first failure always is).
+    pub fn failed(&mut self, e: &impl Display) -> Option<String> {
+        self.failed_at(e, Instant::now())
+    }
+
+    /// Called after a success: returns the line for failures not yet logged,
+    /// if one is due, so the tail of a burst that has ended is reported too.
+    /// Costs one comparison when there is nothing to report.
+    pub fn succeeded(&mut self) -> Option<String> {
+        if self.unlogged == 0 {
+            return None;
+        }
+        self.line_at(Instant::now())
+    }
+
+    /// [`FailureLog::failed`] at a given time.
+    fn failed_at(&mut self, e: &impl Display, now: Instant) -> Option<String> {
+        self.unlogged += 1;
+        self.latest = e.to_string();
+        self.line_at(now)
+    }
+
+    /// The line that is due at `now`, if any, counting afresh from there.
+    fn line_at(&mut self, now: Instant) -> Option<String> {
+        if self.unlogged == 0 {
+            return None;
+        }
+        let line = match self.last_line {
+            None => format!(
+                "{}: {} (from now on counted, and logged at most every {:?})",
+                self.what, self.latest, LOG_EVERY
+            ),
+            Some(t) if now.duration_since(t) >= LOG_EVERY => format!(
+                "{}: {} ({} time{} in the last {:.1?})",
+                self.what,
+                self.latest,
+                self.unlogged,
+                if self.unlogged == 1 { "" } else { "s" },
+                now.duration_since(t)
+            ),
+            Some(_) => return None,
+        };
+        self.unlogged = 0;
+        self.last_line = Some(now);
+        Some(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(errno: Errno) -> io::Error {
+        io::Error::from_raw_os_error(errno.raw_os_error())
+    }
+
+    #[test]
+    fn a_shortage_pauses_and_never_stops_the_server() {
+        for errno in [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM] {
+            assert_eq!(classify(&os(errno)), Action::PauseThenRetry, "{errno:?}");
+        }
+    }
+
+    #[test]
+    fn a_connection_that_is_gone_is_retried_at_once() {
+        for errno in [Errno::CONNABORTED, Errno::INTR, Errno::PROTO, Errno::HOSTUNREACH] {
+            assert_eq!(classify(&os(errno)), Action::Retry, "{errno:?}");
+        }
+        assert_eq!(classify(&io::ErrorKind::WouldBlock.into()), Action::Retry);
+    }
+
+    #[test]
+    fn a_broken_listener_stops_the_loop() {
+        for errno in [Errno::BADF, Errno::NOTSOCK, Errno::INVAL] {
+            assert_eq!(classify(&os(errno)), Action::Stop, "{errno:?}");
+        }
+    }
+
+    #[test]
+    fn an_error_it_does_not_know_is_a_shortage() {
+        assert_eq!(classify(&os(Errno::IO)), Action::PauseThenRetry);
+        assert_eq!(classify(&io::Error::other("a library's own error")), Action::PauseThenRetry);
+    }
+
+    #[test]
+    fn one_line_per_interval_with_the_count_it_stands_for() {
+        let emfile = os(Errno::MFILE);
+        let mut log = FailureLog::new("test: accept failed");
+        let start = Instant::now();
+        let first = log.failed_at(&emfile, start).expect("the first failure is logged at once");
+        assert!(first.starts_with("test: accept failed: Too many open files"), "{first}");
+        // A hundred a second for just under one interval: all counted, none logged.
+        let step = PAUSE;
+        let mut now = start;
+        let mut quiet = 0;
+        while now + step < start + LOG_EVERY {
+            now += step;
+            assert_eq!(log.failed_at(&emfile, now), None);
+            quiet += 1;
+        }
+        assert_eq!(log.line_at(now), None, "nothing is due yet");
+        // The first failure past the interval writes one line for all of them.
+        let line = log.failed_at(&emfile, start + LOG_EVERY).expect("due");
+        assert!(line.contains(&format!("({} times in the last", quiet + 1)), "{line}");
+        // The failures of a burst that ends are reported by the next success
+        // after the interval, and a quiet interval writes nothing.
+        assert_eq!(log.failed_at(&emfile, start + LOG_EVERY + step), None);
+        let later = start + 2 * LOG_EVERY + step;
+        let tail = log.line_at(later).expect("the tail is due");
+        assert!(tail.contains("(1 time in the last"), "{tail}");
+        assert_eq!(log.line_at(later + 3 * LOG_EVERY), None);
+    }
+}
