@@ -289,3 +289,55 @@ fn tshark(path: &Path, filter: &str) -> String {
     assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Sends `bytes` one way from the client to a sink on the server side and
+/// returns how long it took, from connect to the sink's last read.
+fn upload(link: &Link, bytes: usize) -> Duration {
+    let listener = link
+        .run_on(Side::Server, || TcpListener::bind((SERVER_ADDR, 0)))
+        .expect("thread")
+        .join()
+        .expect("bind thread")
+        .expect("setns")
+        .expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    let sink = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let n = std::io::copy(&mut conn, &mut std::io::sink()).expect("read");
+        (n, Instant::now())
+    });
+    let start = link
+        .run_on(Side::Client, move || {
+            let start = Instant::now();
+            let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+            c.write_all(&vec![0u8; bytes]).expect("write");
+            start
+        })
+        .expect("thread")
+        .join()
+        .expect("client")
+        .expect("setns");
+    let (n, end) = within_blocking(Duration::from_secs(30), "the upload ends", move || {
+        sink.join().expect("sink")
+    });
+    assert_eq!(n as usize, bytes);
+    end - start
+}
+
+#[test]
+#[ignore = "needs root for network namespaces and TUN; .ci/run runs them"]
+fn a_rate_limited_link_moves_data_at_its_rate() {
+    const RATE: u64 = 20_000_000;
+    const BYTES: usize = 2_000_000;
+    let link = Link::start(LinkConfig::symmetric(Duration::from_millis(10), 0.0, Some(RATE)))
+        .expect("link");
+    let took = upload(&link, BYTES);
+    let up = link.stop().0;
+    // The wire carries headers too (about 52 bytes per 1448 of payload).
+    let wire = up.bytes as f64 * 8.0 / RATE as f64;
+    let goodput = BYTES as f64 * 8.0 / took.as_secs_f64();
+    eprintln!("{BYTES} bytes at 20 Mbit/s took {took:?}: {:.1} Mbit/s; {up}", goodput / 1e6);
+    assert!(took.as_secs_f64() >= wire, "faster than the wire allows: {took:?} < {wire} s");
+    // Slow start and the handshake cost a few round trips on top.
+    assert!(took.as_secs_f64() < wire * 1.3 + 0.1, "{took:?}, expected about {wire} s");
+}
