@@ -20,91 +20,18 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Where `serve` listens unless told otherwise (loopback only).
-pub const DEFAULT_ADDR: &str = "127.0.0.1:7002";
+mod limits;
+mod stats;
 
-/// The largest datagram the server echoes. 1472 bytes is what fits in one
-/// Ethernet frame (1500 bytes) after the IPv4 (20) and UDP (8) headers: a
-/// bigger datagram is split into IP fragments, and losing any fragment loses
-/// the whole datagram. Protocols on UDP (DNS, QUIC) stay under this size.
-pub const MAX_DATAGRAM: usize = 1472;
-
-/// What the server sends back instead of an echo when a datagram is longer
-/// than [`MAX_DATAGRAM`]: better a clear refusal than a truncated echo the
-/// client might take for the real thing.
-pub const TOO_LARGE_REPLY: &[u8] = b"ERR datagram larger than 1472 bytes\n";
-
-/// How long the client waits for an echo before it sends again. Loopback
-/// answers in microseconds; across the Internet a few hundred milliseconds is
-/// usual, and real protocols measure the round trip and adapt.
-pub const REPLY_TIMEOUT: Duration = Duration::from_millis(200);
-
-/// How many times the client sends one request before giving up.
-pub const MAX_ATTEMPTS: u32 = 5;
-
-/// How often the server writes one INFO line summing up what it did since
-/// the last one. A line per datagram is a gift to an attacker: anyone who can
-/// send UDP can make the server write a log line per packet, and a flood of
-/// small datagrams on loopback wrote 145 MB of log in 15 seconds. One line
-/// every few seconds costs nothing, still shows a human that traffic is
-/// flowing, and the per-datagram lines are there at `RUST_LOG=debug`.
-pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Server settings.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The share of arriving datagrams to drop on purpose, from 0.0 to 1.0.
-    pub drop_rate: f64,
-    /// Seed for the drop decisions, so a run can be repeated exactly.
-    pub seed: u64,
-    /// At most one summary line per this long ([`SUMMARY_INTERVAL`]).
-    pub summary_every: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self { drop_rate: 0.0, seed: 1, summary_every: SUMMARY_INTERVAL }
-    }
-}
-
-/// What the server has seen, readable while it runs.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Datagrams received.
-    pub received: AtomicU64,
-    /// Datagrams dropped on purpose (`drop_rate`).
-    pub dropped: AtomicU64,
-    /// Datagrams echoed.
-    pub echoed: AtomicU64,
-    /// Datagrams refused as larger than [`MAX_DATAGRAM`].
-    pub too_large: AtomicU64,
-}
-
-/// A tiny, seeded pseudo-random generator (SplitMix64). Deterministic on
-/// purpose: the same seed drops the same datagrams, so a test can rely on it.
-/// Not for anything that needs real randomness.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator that starts from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next number in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+pub use limits::{
+    Config, DEFAULT_ADDR, MAX_ATTEMPTS, MAX_DATAGRAM, REPLY_TIMEOUT, SUMMARY_INTERVAL,
+    TOO_LARGE_REPLY,
+};
+pub use stats::Stats;
+use stats::Tally;
 
 /// Binds the server socket. There is no `listen` and no backlog in UDP: the
 /// socket receives from anyone as soon as it is bound.
@@ -208,55 +135,6 @@ pub fn serve(
     }
 }
 
-/// What the server did since its last summary line.
-#[derive(Debug)]
-struct Tally {
-    since: Instant,
-    echoed: u64,
-    bytes: u64,
-    dropped: u64,
-    too_large: u64,
-    send_failed: u64,
-    last_send_error: Option<io::Error>,
-}
-
-impl Tally {
-    fn new() -> Self {
-        Self {
-            since: Instant::now(),
-            echoed: 0,
-            bytes: 0,
-            dropped: 0,
-            too_large: 0,
-            send_failed: 0,
-            last_send_error: None,
-        }
-    }
-
-    /// Writes one INFO line if anything happened since the last one, and
-    /// starts counting afresh either way.
-    fn report(&mut self) {
-        let done = std::mem::replace(self, Self::new());
-        if done.echoed + done.dropped + done.too_large + done.send_failed == 0 {
-            return;
-        }
-        let last_error = match &done.last_send_error {
-            Some(e) => format!(" (last: {e})"),
-            None => String::new(),
-        };
-        tracing::info!(
-            "summary: {} datagrams echoed ({} bytes), {} dropped on purpose, \
-             {} refused as too large, {} sends failed{last_error}, in the last {:.1?}",
-            done.echoed,
-            done.bytes,
-            done.dropped,
-            done.too_large,
-            done.send_failed,
-            done.since.elapsed(),
-        );
-    }
-}
-
 /// The outcome of [`request`]: the echo, and how many sends it took.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -327,4 +205,27 @@ pub fn request(
         io::ErrorKind::TimedOut,
         format!("no echo after {max_attempts} attempts of {timeout:?} each"),
     ))
+}
+
+/// A tiny, seeded pseudo-random generator (SplitMix64). Deterministic on
+/// purpose: the same seed drops the same datagrams, so a test can rely on it.
+/// Not for anything that needs real randomness.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator that starts from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next number in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
 }

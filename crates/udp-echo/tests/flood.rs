@@ -1,14 +1,16 @@
-//! A flood must not become a flood of log lines (an attack once wrote 145 MB of log in
-//! 15 s). Each test captures the server thread's log with a subscriber of its
-//! own, so tests running in parallel do not see each other's lines.
+//! A flood must not become a flood of log lines (chapter 2 says how much log
+//! one wrote before). Each test captures the server thread's log with a
+//! subscriber of its own, so tests running in parallel do not see each
+//! other's lines.
 
-use std::io::{self, Write};
+mod common;
+
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{start_logged, summaries, summarised};
 use harness::{BlockingServer, UdpClient, within_blocking};
-use udp_echo::{Config, Stats};
+use udp_echo::Config;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -17,50 +19,6 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const FLOOD: usize = 2_000;
 const BATCH: usize = 50;
 const PAYLOAD: usize = 100;
-
-/// Log output captured in memory, shared between the server thread that
-/// writes it and the test that reads it.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer lock")).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().expect("log buffer lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Starts the server with its log, at INFO and up (what `serve` prints by
-/// default), going into the returned buffer.
-fn start_logged(config: Config) -> (BlockingServer, Arc<Stats>, Captured) {
-    let log = Captured::default();
-    let writer = log.clone();
-    let stats = Arc::new(Stats::default());
-    let s = Arc::clone(&stats);
-    let server = BlockingServer::start_udp("udp-echo logged", move |socket, stop| {
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .without_time()
-            .finish();
-        // Scoped to this (the server's) thread only.
-        tracing::subscriber::with_default(subscriber, || {
-            udp_echo::serve(&socket, &config, &stop, &s)
-        })
-    })
-    .expect("start the server");
-    (server, stats, log)
-}
 
 /// Sends `FLOOD` datagrams of `PAYLOAD` bytes and checks every echo.
 fn flood(server: &BlockingServer) {
@@ -77,25 +35,6 @@ fn flood(server: &BlockingServer) {
             }
         }
     });
-}
-
-/// The numbers of each `summary: N datagrams echoed (B bytes)` line.
-fn summaries(log: &str) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    for line in log.lines() {
-        let Some(rest) = line.split("summary: ").nth(1) else { continue };
-        let words: Vec<&str> = rest.split_whitespace().collect();
-        if let [n, "datagrams", "echoed", bytes, ..] = words[..] {
-            let bytes = bytes.trim_start_matches('(');
-            out.push((n.parse().expect("a count"), bytes.parse().expect("a byte count")));
-        }
-    }
-    out
-}
-
-/// The summary lines added up.
-fn summarised(log: &str) -> (u64, u64) {
-    summaries(log).iter().fold((0, 0), |(n, b), (dn, db)| (n + dn, b + db))
 }
 
 #[test]

@@ -1,25 +1,17 @@
 //! The promises of docs/02-udp-echo.md, checked over real sockets.
 
+mod common;
+
 use std::io;
 use std::net::UdpSocket;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use harness::{BlockingServer, UdpClient, within_blocking};
-use udp_echo::{Config, MAX_DATAGRAM, Rng, Stats, TOO_LARGE_REPLY};
+use common::start;
+use harness::{UdpClient, within_blocking};
+use udp_echo::{Config, MAX_DATAGRAM, Rng, TOO_LARGE_REPLY};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn start(config: Config) -> (BlockingServer, Arc<Stats>) {
-    let stats = Arc::new(Stats::default());
-    let s = Arc::clone(&stats);
-    let server = BlockingServer::start_udp("udp-echo", move |socket, stop| {
-        udp_echo::serve(&socket, &config, &stop, &s)
-    })
-    .expect("start the server");
-    (server, stats)
-}
 
 #[test]
 fn echoes_a_datagram_and_an_empty_one() {
