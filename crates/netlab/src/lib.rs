@@ -590,6 +590,16 @@ pub fn sweep_stale() -> Vec<String> {
     swept
 }
 
+/// Deletes every namespace this process made, killing what runs in them:
+/// for a Ctrl-C handler, which ends the process without running any Drop.
+pub fn remove_this_process_namespaces() {
+    let mine = format!("{NAMESPACE_PREFIX}{}-", std::process::id());
+    for name in our_namespaces().iter().filter(|n| n.starts_with(&mine)) {
+        kill_everything_in(name);
+        let _ = ip(&["netns", "del", name]);
+    }
+}
+
 /// The names of netlab's namespaces that exist now (any process's).
 pub fn our_namespaces() -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output();

@@ -138,13 +138,7 @@ fn main() -> ExitCode {
         if CTRL_C_IS_THE_SHELLS.load(Ordering::Relaxed) {
             return;
         }
-        let mine = format!("{}{}-", netlab::NAMESPACE_PREFIX, std::process::id());
-        for name in netlab::our_namespaces().iter().filter(|n| n.starts_with(&mine)) {
-            for pid in netlab::pids_in(name) {
-                let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-            let _ = std::process::Command::new("ip").args(["netns", "del", name]).status();
-        }
+        netlab::remove_this_process_namespaces();
         eprintln!("netlab: interrupted; link removed");
         std::process::exit(130);
     });
