@@ -80,3 +80,7 @@ push-notifications *ARGS:
 # Lesson 10: a REST todo API with axum and serde_json.
 rest-todo *ARGS:
     cargo run -p rest-todo -- {{ARGS}}
+
+# Lesson 12: a link with latency, loss and a bandwidth limit between two namespaces (needs root).
+netlab *ARGS:
+    cargo run -p netlab -- {{ARGS}}
