@@ -23,7 +23,8 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Run a benchmark report in release mode: `just bench c10k`
+# Run a benchmark report in release mode: `just bench c10k`. It writes its CSV and SVG
+# under target/bench/; `just bench c10k --docs` replaces the figures in docs/ on purpose.
 bench *ARGS:
     cargo run -p bench --release -- {{ARGS}}
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use threads_vs_epoll::measure::Flavour;
+use threads_vs_epoll::Flavour;
 
 use crate::load::{self, MESSAGE};
 use crate::plot::{self, Series};
@@ -66,15 +66,15 @@ pub struct Options {
     /// crates/bench/c/epoll_echo.c (`gcc -O2 -o /tmp/epoll_echo crates/bench/c/epoll_echo.c`).
     #[arg(long)]
     pub c_epoll: Option<PathBuf>,
-    /// Where the CSV and the SVG go (default: the workspace's docs/).
-    #[arg(long)]
-    pub out_dir: Option<PathBuf>,
+    /// Where c10k.csv and c10k.svg go.
+    #[command(flatten)]
+    pub output: crate::Output,
 }
 
 /// Runs the report: progress on stderr, the table on stdout, CSV and SVG to disk.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let (old, new) = threads_vs_epoll::measure::raise_nofile()
-        .context("raising the open-file limit (RLIMIT_NOFILE)")?;
+    let (old, new) =
+        threads_vs_epoll::raise_nofile().context("raising the open-file limit (RLIMIT_NOFILE)")?;
     eprintln!("c10k: open-file soft limit raised from {old} to {new} (children inherit it)");
     let most = opts.steps.iter().copied().max().unwrap_or(0);
     // Each side needs one descriptor per connection, plus a few for itself.
@@ -130,10 +130,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         drop(server);
     }
     print_table(&rows);
-    let dir = opts.out_dir.unwrap_or_else(crate::docs_dir);
-    let csv = dir.join("c10k.csv");
+    let csv = opts.output.file("c10k.csv")?;
     std::fs::write(&csv, to_csv(&rows)).with_context(|| format!("writing {}", csv.display()))?;
-    let svg = dir.join("c10k.svg");
+    let svg = opts.output.file("c10k.svg")?;
     std::fs::write(&svg, to_svg(&rows, &opts.steps, opts.active, duration))
         .with_context(|| format!("writing {}", svg.display()))?;
     eprintln!("c10k: wrote {} and {}", csv.display(), svg.display());

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use threads_vs_epoll::measure::Flavour;
+use threads_vs_epoll::Flavour;
 
 use crate::load;
 use crate::stats;
@@ -28,14 +28,14 @@ pub struct Options {
     /// crates/bench/c/epoll_echo.c (`gcc -O2 -o /tmp/epoll_echo crates/bench/c/epoll_echo.c`).
     #[arg(long)]
     pub c_epoll: Option<PathBuf>,
-    /// Where the CSV goes (default: the workspace's docs/).
-    #[arg(long)]
-    pub out_dir: Option<PathBuf>,
+    /// Where echo.csv goes.
+    #[command(flatten)]
+    pub output: crate::Output,
 }
 
 /// Runs the report: progress on stderr, the table on stdout, CSV to disk.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let (_, limit) = threads_vs_epoll::measure::raise_nofile()?;
+    let (_, limit) = threads_vs_epoll::raise_nofile()?;
     eprintln!("echo: open-file soft limit {limit}");
     let duration = Duration::from_secs_f64(opts.seconds);
     let mut csv =
@@ -66,8 +66,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     for l in lines {
         println!("{l}");
     }
-    let dir = opts.out_dir.unwrap_or_else(crate::docs_dir);
-    let path = dir.join("echo.csv");
+    let path = opts.output.file("echo.csv")?;
     std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("echo: wrote {}", path.display());
     Ok(())

@@ -13,10 +13,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use threads_vs_epoll::measure::{ChildServer, Flavour};
+use threads_vs_epoll::Flavour;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
+
+use crate::measure::ChildServer;
 
 /// Bytes per echo message, as in the chapter.
 pub const MESSAGE: usize = 512;

@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Every report runs bounded loops against loopback only and stops by itself.
-//! Progress goes to stderr, the table to stdout, files under `docs/`.
+//! Progress goes to stderr, the table to stdout, CSV and SVG files under
+//! `target/bench/`; `--docs` writes them into `docs/` instead, replacing the
+//! figures the chapters quote, and only then (see [`Output`]).
 //! One module per report; the arithmetic they share is in `stats`.
 //! Numbers from a busy 2-core machine are noisy: compare ratios, not digits.
 
@@ -19,14 +21,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use threads_vs_epoll::measure::Flavour;
+use threads_vs_epoll::Flavour;
 
 mod c10k;
 mod chat;
 mod echo;
 mod keepalive;
 mod load;
+mod measure;
 mod plot;
 mod siege;
 mod stats;
@@ -97,9 +101,43 @@ enum Report {
     },
 }
 
-/// The workspace's docs/ folder, where reports write their CSV and SVG.
-fn docs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+/// The workspace's root folder, wherever the command is run from.
+fn workspace_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// Where a report writes its CSV and SVG files. The chapters quote the files
+/// in `docs/`, and a run on a busy laptop should not replace them by accident
+/// (`git status` would show every figure changed), so a report writes them
+/// under `target/bench/` unless told `--docs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Output {
+    /// Write the files into docs/, replacing the figures the chapters quote:
+    /// only for a run meant to refresh the chapter.
+    #[arg(long)]
+    pub docs: bool,
+    /// Write the files into this folder (default: target/bench/ in the workspace).
+    #[arg(long, conflicts_with = "docs")]
+    pub out_dir: Option<PathBuf>,
+}
+
+impl Output {
+    /// The folder the files go to.
+    pub fn dir(&self) -> PathBuf {
+        match (&self.out_dir, self.docs) {
+            (Some(dir), _) => dir.clone(),
+            (None, true) => workspace_dir().join("docs"),
+            (None, false) => workspace_dir().join("target").join("bench"),
+        }
+    }
+
+    /// `name` in that folder, which is created if it is missing.
+    pub fn file(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir.join(name))
+    }
 }
 
 /// The first three fields of /proc/loadavg: how busy the machine was (other
@@ -171,4 +209,59 @@ fn main() -> anyhow::Result<()> {
     })?;
     println!("load average (1, 5, 15 min) before: {before}; after: {}", load_average());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(args: &[&str]) -> Report {
+        Cli::try_parse_from(["bench"].iter().chain(args)).expect("valid arguments").report
+    }
+
+    fn output_of(args: &[&str]) -> Output {
+        match report(args) {
+            Report::C10k(o) => o.output,
+            Report::Echo(o) => o.output,
+            Report::Transports(a) => a.output,
+            _ => panic!("not a report that writes files"),
+        }
+    }
+
+    #[test]
+    fn reports_write_under_target_unless_told_docs() {
+        let target = workspace_dir().join("target").join("bench");
+        let docs = workspace_dir().join("docs");
+        for name in ["c10k", "echo", "transports"] {
+            assert_eq!(output_of(&[name]).dir(), target, "{name} by default");
+            assert_eq!(output_of(&[name, "--docs"]).dir(), docs, "{name} --docs");
+            assert_eq!(
+                output_of(&[name, "--out-dir", "/tmp/elsewhere"]).dir(),
+                PathBuf::from("/tmp/elsewhere"),
+                "{name} --out-dir"
+            );
+        }
+        assert!(Cli::try_parse_from(["bench", "c10k", "--docs", "--out-dir", "x"]).is_err());
+    }
+}
+
+/// The `/proc` parsers of `measure.rs`, tested here rather than in that file:
+/// lesson 3 compiles `measure.rs` too and would run them again.
+#[cfg(test)]
+mod measure_tests {
+    use crate::measure::*;
+
+    #[test]
+    fn parses_threads_and_resident_memory() {
+        let text = "Name:\tthreads-vs-epo\nVmPeak:\t  100 kB\nVmRSS:\t    4720 kB\nThreads:\t3\n";
+        assert_eq!(parse_status(text), Some(ProcStatus { rss_kib: 4720, threads: 3 }));
+        assert_eq!(parse_status("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn parses_context_switches() {
+        let text = "Name:\tx\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(parse_switches(text), 127);
+        assert_eq!(parse_switches("Name:\tx\n"), 0);
+    }
 }

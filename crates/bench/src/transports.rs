@@ -8,7 +8,7 @@
 //!    `/proc` can say what *it* spent in CPU time and memory.
 //! 2. A [`harness::WireTap`] starts in front of it, and N subscribers follow
 //!    the feed through the tap, each with the lesson's own client
-//!    (`short_polling::poll_feed`, `long_polling::follow`, `sse::follow`,
+//!    (`short_polling::follow`, `long_polling::follow`, `sse::follow`,
 //!    `push_notifications::client::run`). The tap counts every byte each way,
 //!    HTTP heads, chunked framing and WebSocket frame headers included.
 //! 3. Once every subscriber is connected (the server's `/stats` says so),
@@ -28,7 +28,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -96,21 +96,18 @@ pub struct Args {
     /// Techniques to measure.
     #[arg(long, value_delimiter = ',', value_enum, default_values_t = Technique::ALL)]
     techniques: Vec<Technique>,
-    /// Where to write the CSV (`-` for nowhere).
-    #[arg(long, default_value_os_t = docs_path("transports.csv"))]
-    csv: PathBuf,
-    /// Where to write the SVG plot (`-` for nowhere).
-    #[arg(long, default_value_os_t = docs_path("transports.svg"))]
-    svg: PathBuf,
+    /// Where transports.csv and transports.svg go.
+    #[command(flatten)]
+    pub(crate) output: crate::Output,
+    /// Write the CSV to this file instead (`-` for nowhere).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Write the SVG plot to this file instead (`-` for nowhere).
+    #[arg(long)]
+    svg: Option<PathBuf>,
     /// Internal: be the server process for one technique (see `child.rs`).
     #[arg(long, hide = true, value_enum)]
     serve: Option<Technique>,
-}
-
-/// `docs/NAME` in this workspace, wherever the command is run from.
-fn docs_path(name: &str) -> PathBuf {
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
-    docs.canonicalize().unwrap_or(docs).join(name)
 }
 
 /// One cell's figures: one row of the table and of the CSV.
@@ -184,16 +181,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!("every subscriber in every cell got every update exactly once");
     }
-    if args.csv.as_os_str() != "-" {
-        std::fs::write(&args.csv, csv(&rows))
-            .with_context(|| format!("writing {}", args.csv.display()))?;
-        println!("wrote {}", args.csv.display());
+    let csv_path = match &args.csv {
+        Some(path) => path.clone(),
+        None => args.output.file("transports.csv")?,
+    };
+    if csv_path.as_os_str() != "-" {
+        std::fs::write(&csv_path, csv(&rows))
+            .with_context(|| format!("writing {}", csv_path.display()))?;
+        println!("wrote {}", csv_path.display());
     }
-    if args.svg.as_os_str() != "-" {
+    let svg_path = match &args.svg {
+        Some(path) => path.clone(),
+        None => args.output.file("transports.svg")?,
+    };
+    if svg_path.as_os_str() != "-" {
         let svg = plot::svg(&rows, args.poll_ms);
-        std::fs::write(&args.svg, svg)
-            .with_context(|| format!("writing {}", args.svg.display()))?;
-        println!("wrote {}", args.svg.display());
+        std::fs::write(&svg_path, svg)
+            .with_context(|| format!("writing {}", svg_path.display()))?;
+        println!("wrote {}", svg_path.display());
     }
     Ok(())
 }
@@ -495,7 +500,7 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-/// The CSV written under docs/.
+/// The CSV: one line per cell.
 fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
         "technique,payload_bytes,subscribers,published,delivered,lost,duplicated,unexpected,\

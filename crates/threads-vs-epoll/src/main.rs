@@ -11,8 +11,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use harness::{Direction, WireTap};
-use threads_vs_epoll::measure::{ChildServer, Flavour, ProcStatus, raise_nofile};
-use threads_vs_epoll::{Config, Stats};
+use threads_vs_epoll::{Config, Flavour, Stats, raise_nofile};
+
+// Running a server as a child process and reading its threads and memory from
+// `/proc` is the bench's job (crates/bench/src/measure.rs); the demo borrows
+// the same file rather than keep a second copy, and uses part of it.
+#[path = "../../bench/src/measure.rs"]
+#[allow(dead_code)]
+mod measure;
+use measure::{ChildServer, ProcStatus};
 
 #[derive(Parser)]
 #[command(about = "Lesson 3: a thread per connection against an event loop")]

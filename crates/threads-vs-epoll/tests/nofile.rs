@@ -6,16 +6,16 @@
 //! binary under a low limit and check that every connection gets an answer,
 //! an echo or the busy line, promptly, and that the log stays short.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use common::LoggedServer;
 use harness::{eventually_blocking, within_blocking};
-use threads_vs_epoll::measure::{ChildServer, Flavour};
-use threads_vs_epoll::{BUSY, REPEATED_ERROR_LOG_EVERY};
+use threads_vs_epoll::{BUSY, Flavour};
 
 /// The open-file limit the server runs under: low, so a test reaches it in
 /// a hundred connections.
@@ -62,56 +62,19 @@ fn knock(i: usize, stream: &mut TcpStream) -> Answer {
     Answer::Busy
 }
 
-/// The server's stderr, collected by a thread as it comes.
-#[derive(Clone, Default)]
-struct Stderr(Arc<Mutex<String>>);
-
-impl Stderr {
-    fn text(&self) -> String {
-        self.0.lock().expect("stderr lock").clone()
-    }
-}
-
-/// Starts `serve --flavour F --max-connections ASKED` under `ulimit -n LIMIT`,
-/// after the shell line `prelude`, with its stderr collected.
-fn spawn_limited(flavour: Flavour, prelude: &str) -> (ChildServer, Stderr, thread::JoinHandle<()>) {
-    let mut cmd = Command::new("bash");
-    // `ulimit -n` lowers both the soft and the hard limit, so the server's own
-    // raise_nofile() cannot undo it.
-    cmd.arg("-c")
-        .arg(format!(
-            "{prelude} ulimit -n {LIMIT} && exec \"$0\" serve --flavour {} --addr 127.0.0.1:0 \
-             --max-connections {ASKED}",
-            flavour.name()
-        ))
-        .arg(env!("CARGO_BIN_EXE_threads-vs-epoll"))
-        .stderr(Stdio::piped());
-    let mut server = ChildServer::spawn(cmd, Duration::from_secs(10)).expect("spawn the server");
-    let stderr = server.take_stderr().expect("stderr is piped");
-    let log = Stderr::default();
-    let into = log.clone();
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let mut text = into.0.lock().expect("stderr lock");
-            text.push_str(&line);
-            text.push('\n');
-        }
-    });
-    (server, log, reader)
-}
-
-/// Kills the server and returns all it wrote on stderr.
-fn stop(server: ChildServer, log: Stderr, reader: thread::JoinHandle<()>) -> String {
-    drop(server); // kills the child, which ends its stderr
-    within_blocking(DEADLINE, "the server's stderr to end", move || {
-        reader.join().expect("stderr reader")
-    });
-    log.text()
+/// `serve --flavour F --max-connections ASKED` under `ulimit -n LIMIT`,
+/// after the shell line `prelude`. `ulimit -n` lowers both the soft and the
+/// hard limit, so the server's own raise_nofile() cannot undo it.
+fn spawn_limited(flavour: Flavour, prelude: &str) -> LoggedServer {
+    LoggedServer::spawn(
+        flavour,
+        &format!("{prelude} ulimit -n {LIMIT} &&"),
+        &format!("--max-connections {ASKED}"),
+    )
 }
 
 fn past_the_descriptor_limit_clients_are_told_busy(flavour: Flavour) {
-    let (server, log, reader) = spawn_limited(flavour, "");
+    let server = spawn_limited(flavour, "");
     let addr = server.addr();
     let answers = within_blocking(DEADLINE, "every connection to be answered", move || {
         let mut held = Vec::new();
@@ -126,7 +89,7 @@ fn past_the_descriptor_limit_clients_are_told_busy(flavour: Flavour) {
         }
         answers
     });
-    let log = stop(server, log, reader);
+    let log = server.stop();
 
     let served = answers.iter().take_while(|a| **a == Answer::Echo).count();
     assert!(served > 0, "{flavour:?}: no connection was served\n{log}");
@@ -168,18 +131,18 @@ const HELD: &str = "for fd in {10..39}; do eval \"exec $fd</dev/null\"; done;";
 const WATCH: Duration = Duration::from_secs(1);
 
 fn out_of_descriptors_anyway_it_logs_one_line_per_interval(flavour: Flavour) {
-    assert!(WATCH < REPEATED_ERROR_LOG_EVERY, "the watch must fit in one interval");
-    let (server, log, reader) = spawn_limited(flavour, HELD);
+    assert!(WATCH < accept_policy::LOG_EVERY, "the watch must fit in one interval");
+    let server = spawn_limited(flavour, HELD);
     // Connects succeed (the kernel completes handshakes into the backlog);
     // past about 30, accept fails for want of descriptors.
     let _held: Vec<TcpStream> = (0..LIMIT)
         .map(|_| TcpStream::connect_timeout(&server.addr(), PROMPT).expect("connect"))
         .collect();
     eventually_blocking(DEADLINE, "the first accept failure in the log", || {
-        log.text().contains("accept failed")
+        server.log().contains("accept failed")
     });
     thread::sleep(WATCH);
-    let log = stop(server, log, reader);
+    let log = server.stop();
     let failures = log.lines().filter(|l| l.contains("accept failed")).count();
     assert_eq!(failures, 1, "{flavour:?}: {failures} accept-failure lines in {WATCH:?}:\n{log}");
 }

@@ -1,14 +1,17 @@
 //! The demo's claim, checked on the real binary: started as a child process,
 //! the threaded server grows a thread per connection and the event loops stay
-//! on one thread. Also the parsing of `/proc/<pid>/status` on a known text.
+//! on one thread.
+
+mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
+use common::ChildServer;
 use harness::eventually_blocking;
-use threads_vs_epoll::measure::{ChildServer, Flavour, ProcStatus, parse_status, parse_switches};
+use threads_vs_epoll::Flavour;
 
 const CONNECTIONS: u64 = 50;
 
@@ -40,18 +43,4 @@ fn threads_grow_with_connections_only_for_the_threaded_server() {
             }
         }
     }
-}
-
-#[test]
-fn parses_threads_and_resident_memory() {
-    let text = "Name:\tthreads-vs-epo\nVmPeak:\t  100 kB\nVmRSS:\t    4720 kB\nThreads:\t3\n";
-    assert_eq!(parse_status(text), Some(ProcStatus { rss_kib: 4720, threads: 3 }));
-    assert_eq!(parse_status("Name:\tx\n"), None);
-}
-
-#[test]
-fn parses_context_switches() {
-    let text = "Name:\tx\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
-    assert_eq!(parse_switches(text), 127);
-    assert_eq!(parse_switches("Name:\tx\n"), 0);
 }

@@ -3,49 +3,20 @@
 //! clients, the connection limit, and (for the event loop) bounded buffers
 //! under a client that never reads.
 
+mod common;
+
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::thread;
 use std::time::Duration;
 
-use harness::{BlockingServer, eventually_blocking, within_blocking};
-use threads_vs_epoll::measure::{Flavour, raise_nofile};
-use threads_vs_epoll::{BUSY, Config, Stats};
+use common::{IO, connect, each_flavour, pattern, start};
+use harness::{eventually_blocking, within_blocking};
+use threads_vs_epoll::{BUSY, Config, Flavour, Stats, raise_nofile};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-const IO: Duration = Duration::from_secs(10);
-
-fn start(flavour: Flavour, config: Config) -> (BlockingServer, Arc<Stats>) {
-    let listener = threads_vs_epoll::listen("127.0.0.1:0".parse().expect("literal address"))
-        .expect("bind an ephemeral port");
-    let stats = Stats::shared();
-    let watched = Arc::clone(&stats);
-    let server = BlockingServer::start_tcp_with(flavour.name(), listener, move |l, stop| {
-        flavour.serve(l, &config, &watched, &stop)
-    })
-    .expect("start the server");
-    (server, stats)
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&addr, IO).expect("connect");
-    s.set_read_timeout(Some(IO)).expect("set read timeout");
-    s.set_write_timeout(Some(IO)).expect("set write timeout");
-    s
-}
-
-/// A payload whose every byte depends on its position, so a lost, doubled or
-/// reordered chunk shows up as a mismatch.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
-
-fn each_flavour(test: impl Fn(Flavour)) {
-    for flavour in Flavour::ALL {
-        test(flavour);
-    }
-}
 
 #[test]
 fn echoes_and_closes_after_the_client_half_closes() {
@@ -205,4 +176,25 @@ async fn the_tokio_server_closes_open_connections_when_cancelled() {
     let n = harness::within(IO, "the server's close", c.read(&mut two)).await.expect("read");
     assert_eq!(n, 0, "the client should see an orderly close");
     assert_eq!(stats.open(), 0);
+}
+
+#[test]
+fn a_listener_that_cannot_accept_stops_the_server_with_its_error() {
+    // A socket bound but never `listen`ed: every `accept` on it fails with
+    // EINVAL, as on a listener that broke. No retry can help, so the accept
+    // policy says stop. Before it, the threaded loop retried at once forever
+    // (a core at 100%) and the event loops every 10 ms forever.
+    each_flavour(|flavour| {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+        socket.bind(&addr.into()).expect("bind");
+        let not_listening: std::net::TcpListener = socket.into();
+        let outcome = within_blocking(DEADLINE, "serve to give up on the listener", move || {
+            let stop = Arc::new(AtomicBool::new(false));
+            flavour.serve(not_listening, &Config::default(), &Stats::shared(), &stop)
+        });
+        let err = outcome.expect_err("a listener that cannot accept is an error");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{flavour:?}: {err}");
+    });
 }

@@ -1,94 +1,20 @@
-//! Measuring a server from outside: run it as a child process, read its
-//! threads and resident memory from `/proc/<pid>/status`, and raise the
-//! open-file limit so one process can hold ten thousand sockets.
+//! Measuring a server from outside: run it as a child process and read its
+//! threads, resident memory and context switches from `/proc/<pid>`.
 //!
-//! Why a child process: memory and threads are per *process*. If the demo ran
-//! both servers inside its own process, `/proc/self/status` would add up both
-//! servers, the clients and the demo itself. A child per server gives each
-//! server its own honest line. The demo and the `bench` crate both use this.
+//! Why a child process: memory and threads are per *process*. If a report ran
+//! the servers inside its own process, `/proc/self/status` would add up the
+//! servers, the clients and the report itself. A child per server gives each
+//! server its own honest line.
+//!
+//! Lesson 3's demo and tests use the same tools, so this file names nothing
+//! of the bench (no `crate::` paths) and needs only `std`: they compile it
+//! with `#[path = "../../bench/src/measure.rs"]`, and the lesson's library
+//! exports none of it.
 
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-use crate::{Config, Stats};
-
-/// The three ways the lesson serves the same protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Flavour {
-    /// One OS thread per connection (std::net, blocking).
-    Threaded,
-    /// One thread, one mio event loop (epoll), non-blocking sockets.
-    Evented,
-    /// tokio tasks on a single-threaded runtime (the event loop behind async/await).
-    Tokio,
-}
-
-impl Flavour {
-    /// All three, in the order the chapter shows them.
-    pub const ALL: [Flavour; 3] = [Flavour::Threaded, Flavour::Evented, Flavour::Tokio];
-
-    /// The name used on the command line and in tables.
-    pub fn name(self) -> &'static str {
-        match self {
-            Flavour::Threaded => "threaded",
-            Flavour::Evented => "evented",
-            Flavour::Tokio => "tokio",
-        }
-    }
-
-    /// The documented `serve` port of this flavour.
-    pub fn default_addr(self) -> &'static str {
-        match self {
-            Flavour::Threaded => crate::THREADED_ADDR,
-            Flavour::Evented => crate::EVENTED_ADDR,
-            Flavour::Tokio => crate::TOKIO_ADDR,
-        }
-    }
-
-    /// Runs this flavour on `listener` on the current thread until `stop`
-    /// turns true (the threaded flavour also needs a connection to wake its
-    /// `accept`, which `harness::BlockingServer` sends).
-    pub fn serve(
-        self,
-        listener: std::net::TcpListener,
-        config: &Config,
-        stats: &Arc<Stats>,
-        stop: &Arc<AtomicBool>,
-    ) -> io::Result<()> {
-        match self {
-            Flavour::Threaded => crate::serve_threaded(listener, config, stats, stop),
-            Flavour::Evented => crate::serve_evented(listener, config, stats, stop),
-            Flavour::Tokio => {
-                // One thread, like the mio loop, so the two event loops are
-                // compared like for like.
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                rt.block_on(async {
-                    listener.set_nonblocking(true)?;
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    let token = tokio_util::sync::CancellationToken::new();
-                    let watch = {
-                        let (token, stop) = (token.clone(), Arc::clone(stop));
-                        tokio::spawn(async move {
-                            while !stop.load(Ordering::SeqCst) {
-                                tokio::time::sleep(crate::TICK).await;
-                            }
-                            token.cancel();
-                        })
-                    };
-                    let served =
-                        crate::serve_tokio(listener, config.clone(), Arc::clone(stats), token)
-                            .await;
-                    watch.abort();
-                    served
-                })
-            }
-        }
-    }
-}
 
 /// What `/proc/<pid>/status` says about a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,20 +67,6 @@ pub fn parse_switches(text: &str) -> u64 {
         })
         .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         .sum()
-}
-
-/// Raises this process's soft limit on open files (`ulimit -n`) to its hard
-/// limit, and returns `(old soft, new soft)`. Children inherit it. Ten
-/// thousand connections need ten thousand descriptors on each side, and the
-/// usual soft limit is 1024.
-pub fn raise_nofile() -> io::Result<(u64, u64)> {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let old = limit.current.unwrap_or(u64::MAX);
-    let mut raised = limit;
-    raised.current = limit.maximum;
-    setrlimit(Resource::Nofile, raised).map_err(io::Error::from)?;
-    Ok((old, raised.current.unwrap_or(u64::MAX)))
 }
 
 /// A server running as a child process, which printed its address on its
@@ -221,6 +133,10 @@ impl ChildServer {
     /// The read end of its stderr, if the command was spawned with
     /// `stderr(Stdio::piped())` and nobody took it yet. Whoever takes it
     /// should keep reading it, or the child blocks once the pipe is full.
+    #[allow(
+        dead_code,
+        reason = "lesson 3's tests read a server's log through it; the bench does not"
+    )]
     pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
         self.child.stderr.take()
     }
