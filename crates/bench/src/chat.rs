@@ -24,6 +24,7 @@ use anyhow::{Context as _, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
+use websocket_chat::conn::Limits;
 use websocket_chat::{Chat, Config};
 
 use crate::stats::{percentile_sorted, rate};
@@ -90,11 +91,12 @@ async fn measure(n: usize, args: &Args) -> anyhow::Result<Outcome> {
     // The speaker sends as fast as the broadcast allows; the per-connection
     // send limit (5 a second, a burst of 20) would measure the limit, not the
     // fan-out, so it is lifted here and only here.
+    let defaults = Config::default();
     let config = Config {
-        max_connections: n + 10,
+        connection: Limits { max_connections: n + 10, ..defaults.connection },
         send_rate: u32::MAX,
         send_burst: u32::MAX,
-        ..Config::default()
+        ..defaults
     };
     let chat = Chat::new(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -1,7 +1,8 @@
 //! A subscriber that never loses its place: it remembers the id of the last
 //! notification it saw, and when the connection drops it reconnects (with
 //! backoff) and subscribes again with `"since": that id`, so the server
-//! replays exactly what it missed.
+//! replays exactly what it missed. The waits between attempts are lesson
+//! 8's [`Backoff`]: 100 ms, doubling to 5 s, reset after a success.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,12 +13,9 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Action, ClientMsg};
+use websocket_chat::client::Backoff;
 
-/// First wait before reconnecting; doubles up to [`BACKOFF_MAX`].
-pub const BACKOFF_START: Duration = Duration::from_millis(100);
-/// Longest wait between reconnect attempts.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+use crate::{Action, ClientMsg};
 
 /// One notification as the client hands it on.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +50,7 @@ pub async fn run(
     out: mpsc::Sender<Event>,
     stop: CancellationToken,
 ) {
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::default();
     // The last id handed on, per event: what a repeat is judged against.
     let mut seen = HashMap::new();
     loop {
@@ -63,8 +61,7 @@ pub async fn run(
         if out.is_closed() {
             return;
         }
-        let retry_in = backoff;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        let retry_in = backoff.next_delay();
         let _ = out.send(Event::Disconnected { why, retry_in }).await;
         tokio::select! {
             () = stop.cancelled() => return,
@@ -80,13 +77,13 @@ async fn session(
     since: &mut Option<u64>,
     seen: &mut HashMap<String, u64>,
     out: &mpsc::Sender<Event>,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> String {
     let mut ws = match tokio_tungstenite::connect_async(url).await {
         Ok((ws, _)) => ws,
         Err(e) => return format!("cannot connect: {e}"),
     };
-    *backoff = BACKOFF_START;
+    backoff.reset();
     let _ = out.send(Event::Connected { since: *since }).await;
     // Each subscription is answered by its ack and then its own replay, in
     // id order. With several events the replays come one after another, so

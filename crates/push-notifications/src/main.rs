@@ -13,7 +13,7 @@ use push_notifications::{Config, DEFAULT_ADDR, Push};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use websocket_chat::origin;
+use websocket_chat::origin::AllowOrigins;
 
 #[derive(Parser)]
 #[command(about = "Lesson 9: push notifications over WebSocket, with ids and replay")]
@@ -24,19 +24,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server until Ctrl-C: ws://ADDR/ws, POST http://ADDR/notify, GET http://ADDR/stats,
-    /// and a page at http://ADDR/.
+    /// Run the server until Ctrl-C: ws://ADDR/ws (or ws://ADDR/), POST http://ADDR/notify,
+    /// GET http://ADDR/stats, and a page at http://ADDR/.
     Serve {
         #[arg(long, default_value = DEFAULT_ADDR)]
         addr: SocketAddr,
         /// Publish a `tick` event this often, in milliseconds (0: never).
         #[arg(long, default_value_t = 5000)]
         tick_ms: u64,
-        /// Let pages from this origin (e.g. http://localhost:8000) subscribe
-        /// and publish too (CORS on POST /notify); repeat for several. The
-        /// server's own pages always may.
-        #[arg(long = "allow-origin", value_name = "URL", value_parser = origin::parse_origin)]
-        allow_origins: Vec<String>,
+        // Pages from allowed origins may subscribe, and publish (CORS on
+        // POST /notify).
+        #[command(flatten)]
+        allowed: AllowOrigins,
     },
     /// Subscribe and print notifications; reconnects and resumes by itself.
     Client {
@@ -56,8 +55,8 @@ async fn main() -> anyhow::Result<()> {
     harness::init_logging_at("warn");
     match Cli::parse().command {
         None => demo().await,
-        Some(Command::Serve { addr, tick_ms, allow_origins }) => {
-            serve(addr, tick_ms, allow_origins).await
+        Some(Command::Serve { addr, tick_ms, allowed }) => {
+            serve(addr, tick_ms, allowed.origins).await
         }
         Some(Command::Client { addr, events, since }) => run_client(addr, events, since).await,
     }
@@ -66,7 +65,9 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(addr: SocketAddr, tick_ms: u64, allowed_origins: Vec<String>) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    println!("push on ws://{addr}/ws ; publish with POST http://{addr}/notify ; Ctrl-C to stop");
+    println!(
+        "push on ws://{addr}/ws (or ws://{addr}/) ; publish with POST http://{addr}/notify ; Ctrl-C to stop"
+    );
     println!("a page that subscribes and publishes: http://{addr}/");
     let token = harness::ctrl_c_token();
     let push = Push::new(Config { allowed_origins, ..Config::default() });

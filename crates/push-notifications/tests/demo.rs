@@ -1,20 +1,11 @@
 //! The demo is part of the lesson: it must run, show what chapter 9 quotes
 //! from it, and exit 0.
 
-use std::process::Command;
-use std::time::Duration;
+mod common;
 
 #[test]
 fn the_demo_pushes_resumes_and_exits_0() {
-    let out = harness::within_blocking(Duration::from_secs(60), "the demo to finish", || {
-        Command::new(env!("CARGO_BIN_EXE_push-notifications")).output().expect("running the demo")
-    });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::ws::run_demo(env!("CARGO_BIN_EXE_push-notifications"));
     for expected in [
         r#"-> 200 {"id":1,"delivered":2}"#,
         r#"ann <- {"type":"notification","id":1,"event":"newMessage","payload":"You have a new message!"}"#,

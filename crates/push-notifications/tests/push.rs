@@ -4,63 +4,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use harness::ws::WsClient;
-use harness::{CancellationToken, TaskServer, eventually, within};
+use harness::{CancellationToken, eventually, within};
 use push_notifications::client::{self, Event};
-use push_notifications::{Config, MAX_SUBSCRIPTIONS, Push, close_code};
+use push_notifications::{Config, MAX_SUBSCRIPTIONS, close_code};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use websocket_chat::conn::Limits;
 
-const WAIT: Duration = Duration::from_secs(5);
-
-/// The default limits, except that the server waits only briefly for a
-/// client to answer its close frame (test clients that are not reading never
-/// will, and the default grace would only make the tests slow).
-fn quick() -> Config {
-    Config { close_grace: Duration::from_millis(300), ..Config::default() }
-}
-
-type Server = TaskServer<std::io::Result<()>>;
-
-async fn start(config: Config) -> (Server, Push) {
-    let push = Push::new(config);
-    let p = push.clone();
-    let server = TaskServer::start(move |l, t| p.serve(l, t)).await.expect("bind a loopback port");
-    (server, push)
-}
-
-fn url(addr: SocketAddr) -> String {
-    format!("ws://{addr}/ws")
-}
-
-/// Connects and subscribes to each event, waiting for every ack.
-async fn subscriber(addr: SocketAddr, events: &[&str], since: Option<u64>) -> WsClient {
-    let mut c = WsClient::connect(&url(addr)).await.expect("connect");
-    for e in events {
-        let mut msg = json!({"event": e});
-        if let Some(s) = since {
-            msg["since"] = json!(s);
-        }
-        c.send_json(&msg).await.expect("subscribe");
-        c.recv_json_where(WAIT, |v| v["type"] == "subscribed" && v["event"] == *e)
-            .await
-            .expect("subscribed ack");
-    }
-    c
-}
-
-async fn notify(addr: SocketAddr, event: &str, payload: Value) -> harness::http::Response {
-    let body = json!({"event": event, "payload": payload}).to_string();
-    let req = format!(
-        "POST /notify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    harness::http::exchange(addr, req.as_bytes()).await.expect("POST /notify")
-}
-
-async fn next_notification(c: &mut WsClient) -> Value {
-    c.recv_json_where(WAIT, |v| v["type"] == "notification").await.expect("a notification")
-}
+mod common;
+use common::ws::{assert_violations_closed_with_1002, fast_heartbeat, upgrade_from};
+use common::*;
 
 #[tokio::test]
 async fn the_notes_client_gets_pushed_what_it_subscribed_to() {
@@ -78,6 +31,25 @@ async fn the_notes_client_gets_pushed_what_it_subscribed_to() {
         n,
         json!({"type":"notification","id":1,"event":"newMessage","payload":"You have a new message!"})
     );
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// The notes' push client connects to `ws://host:port` (the path `/`).
+/// Here `/` is also the page: a handshake there is upgraded as on `/ws`,
+/// and a plain GET still gets the page.
+#[tokio::test]
+async fn the_notes_client_works_on_the_root_path_too() {
+    let (server, _) = start(quick()).await;
+    let addr = server.addr();
+    let mut c = WsClient::connect(&format!("ws://{addr}")).await.expect("connect to /");
+    c.send_text(r#"{"event":"newMessage"}"#).await.expect("send");
+    c.recv_json_where(WAIT, |v| v["type"] == "subscribed").await.expect("ack");
+    let resp = notify(addr, "newMessage", json!("You have a new message!")).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(next_notification(&mut c).await["payload"], "You have a new message!");
+    let page = harness::http::get(addr, "/").await.expect("GET /");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("new WebSocket("), "a plain GET / still gets the page");
     server.shutdown().await.expect("clean shutdown");
 }
 
@@ -151,7 +123,8 @@ async fn a_client_that_reconnects_with_its_last_id_loses_nothing_and_gets_nothin
 
 #[tokio::test]
 async fn a_resume_older_than_the_history_is_told_about_the_gap() {
-    let config = Config { history_len: 2, queue_capacity: 8, ..quick() };
+    let connection = Limits { queue_capacity: 8, ..quick().connection };
+    let config = Config { history_len: 2, connection, ..quick() };
     let (server, push) = start(config).await;
     for i in 1..=5 {
         push.publish("e", json!(i));
@@ -238,7 +211,11 @@ async fn subscriptions_per_connection_are_capped() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_with_503() {
-    let (server, push) = start(Config { max_connections: 2, ..quick() }).await;
+    let (server, push) = start(Config {
+        connection: Limits { max_connections: 2, ..quick().connection },
+        ..quick()
+    })
+    .await;
     let addr = server.addr();
     let first = subscriber(addr, &["a"], None).await;
     let _second = subscriber(addr, &["a"], None).await;
@@ -254,7 +231,8 @@ async fn connections_over_the_cap_are_refused_with_503() {
 
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_closed_with_1008() {
-    let config = Config { history_len: 2, queue_capacity: 4, ..quick() };
+    let connection = Limits { queue_capacity: 4, ..quick().connection };
+    let config = Config { history_len: 2, connection, ..quick() };
     let (server, push) = start(config).await;
     let mut lazy = subscriber(server.addr(), &["big"], None).await;
     let mut keen = subscriber(server.addr(), &["big"], None).await;
@@ -281,6 +259,15 @@ async fn shutdown_closes_subscribers_with_1001() {
     let mut c = subscriber(server.addr(), &["e"], None).await;
     server.shutdown().await.expect("clean shutdown");
     c.expect_close(WAIT, close_code::GOING_AWAY, "shutting down").await;
+}
+
+/// RFC 6455's "fail the connection" cases, each answered with close 1002
+/// (the same frames as lesson 8's test: the same connection module).
+#[tokio::test]
+async fn protocol_violations_are_closed_with_1002() {
+    let (server, _) = start(quick()).await;
+    assert_violations_closed_with_1002(server.addr()).await;
+    server.shutdown().await.expect("clean shutdown");
 }
 
 /// A loopback proxy whose connections the test can cut, while it goes on
@@ -374,11 +361,7 @@ async fn next(rx: &mut mpsc::Receiver<Event>) -> Event {
 #[tokio::test]
 async fn a_subscriber_that_never_pongs_is_dropped_and_its_subscription_with_it() {
     use harness::ws::{Frame, RawWs, opcode};
-    let config = Config {
-        ping_interval: Duration::from_millis(50),
-        pong_timeout: Duration::from_millis(200),
-        ..quick()
-    };
+    let config = Config { connection: fast_heartbeat(quick().connection), ..quick() };
     let (server, push) = start(config).await;
     let mut mute = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
     let sub = Frame::client(opcode::TEXT, br#"{"event":"e"}"#, [1, 2, 3, 4]);
@@ -524,16 +507,6 @@ async fn notify_takes_only_json_and_a_form_cannot_publish() {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// The upgrade request a browser would send from a page at `origin`.
-fn upgrade_from(host: &str, origin: Option<&str>) -> String {
-    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
-    format!(
-        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n",
-        harness::ws::SAMPLE_KEY
-    )
-}
-
 #[tokio::test]
 async fn a_handshake_from_another_origin_is_refused_with_403() {
     let (server, push) = start(quick()).await;
@@ -545,49 +518,11 @@ async fn a_handshake_from_another_origin_is_refused_with_403() {
         (Some(format!("http://{addr}")), 101),
         (None, 101),
     ] {
-        let req = upgrade_from(&own, origin.as_deref());
+        let req = upgrade_from(&own, "/ws", origin.as_deref());
         let resp = harness::http::exchange(addr, req.as_bytes()).await.expect("an answer");
         assert_eq!(resp.status, want, "Origin {origin:?}");
     }
     eventually(WAIT, "the accepted handshakes to end", || push.stats().connections == 0).await;
-    server.shutdown().await.expect("clean shutdown");
-}
-
-/// RFC 6455's "fail the connection" cases, each answered with close 1002.
-#[tokio::test]
-async fn protocol_violations_are_closed_with_1002() {
-    use harness::ws::{Frame, RawWs, opcode};
-    let (server, _) = start(quick()).await;
-    let key = [0x11, 0x22, 0x33, 0x44];
-    let unmasked = Frame { mask: None, ..Frame::client(opcode::TEXT, b"hi", key) };
-    let mut rsv = Frame::client(opcode::TEXT, b"hi", key).encode();
-    rsv[0] |= 0x40;
-    let fragmented_ping = Frame { fin: false, ..Frame::client(opcode::PING, b"p", key) };
-    let cases = [
-        ("an unmasked client frame", unmasked.encode()),
-        ("RSV1 set", rsv),
-        ("reserved data opcode 0x3", Frame::client(0x3, b"hi", key).encode()),
-        ("reserved control opcode 0xB", Frame::client(0xB, b"", key).encode()),
-        ("a ping of 126 bytes", Frame::client(opcode::PING, &[b'p'; 126], key).encode()),
-        ("a fragmented ping", fragmented_ping.encode()),
-        ("a continuation with nothing to continue", {
-            Frame::client(opcode::CONTINUATION, b"x", key).encode()
-        }),
-        ("a close frame with a 1-byte payload", Frame::client(opcode::CLOSE, &[3], key).encode()),
-    ];
-    let mut wrong = Vec::new();
-    for (what, bytes) in cases {
-        let mut raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
-        raw.send_bytes(&bytes).await.expect("send");
-        match raw.read_until_close(WAIT).await.expect("read") {
-            Some(f) if f.close_code() == Some(1002) && !f.close_reason().is_empty() => {}
-            Some(f) => {
-                wrong.push(format!("{what}: close {:?} {:?}", f.close_code(), f.close_reason()))
-            }
-            None => wrong.push(format!("{what}: the connection ended without a close frame")),
-        }
-    }
-    assert!(wrong.is_empty(), "{wrong:#?}");
     server.shutdown().await.expect("clean shutdown");
 }
 

@@ -13,7 +13,8 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use websocket_chat::client::{self, Backoff};
-use websocket_chat::{Chat, Config, DEFAULT_ADDR, origin};
+use websocket_chat::origin::AllowOrigins;
+use websocket_chat::{Chat, Config, DEFAULT_ADDR};
 
 #[derive(Parser)]
 #[command(about = "Lesson 8: WebSocket chat with rooms, heartbeats and bounded queues")]
@@ -24,14 +25,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server until Ctrl-C (page at http://ADDR/, WebSocket at ws://ADDR/ws).
+    /// Run the server until Ctrl-C (page at http://ADDR/, WebSocket at ws://ADDR/ws or ws://ADDR/).
     Serve {
         #[arg(long, default_value = DEFAULT_ADDR)]
         addr: SocketAddr,
-        /// Let pages from this origin (e.g. http://localhost:8000) connect
-        /// too; repeat for several. The server's own pages always may.
-        #[arg(long = "allow-origin", value_name = "URL", value_parser = origin::parse_origin)]
-        allow_origins: Vec<String>,
+        #[command(flatten)]
+        allowed: AllowOrigins,
     },
     /// The terminal client: type lines to chat; /join ROOM, /leave, /who.
     Client {
@@ -48,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     harness::init_logging_at("warn");
     match Cli::parse().command {
         None => demo().await,
-        Some(Command::Serve { addr, allow_origins }) => serve(addr, allow_origins).await,
+        Some(Command::Serve { addr, allowed }) => serve(addr, allowed.origins).await,
         Some(Command::Client { addr, name }) => run_client(addr, name).await,
     }
 }
@@ -56,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(addr: SocketAddr, allowed_origins: Vec<String>) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    println!("chat on ws://{addr}/ws, page at http://{addr}/ ; Ctrl-C to stop");
+    println!("chat on ws://{addr}/ws (or ws://{addr}/), page at http://{addr}/ ; Ctrl-C to stop");
     let token = harness::ctrl_c_token();
     let said = token.clone();
     tokio::spawn(async move {

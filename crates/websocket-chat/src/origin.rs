@@ -86,6 +86,19 @@ fn is_own(origin: &str, headers: &HeaderMap) -> bool {
     LOOPBACK_NAMES.contains(&name) && origin == format!("http://{host}")
 }
 
+/// The command line's side of the allow list, for every WebSocket lesson's
+/// `serve`: `--allow-origin URL`, repeatable, each checked by
+/// [`parse_origin`] before the server starts.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AllowOrigins {
+    /// Let pages from this origin (e.g. http://localhost:8000) use the
+    /// server too, as the server's own pages always may; repeat for
+    /// several. Only for pages you trust: they can do whatever the
+    /// learner could.
+    #[arg(long = "allow-origin", value_name = "URL", value_parser = parse_origin)]
+    pub origins: Vec<String>,
+}
+
 /// Checks an origin for the allow list: `http://` or `https://`, a host, an
 /// optional port, and nothing after (a trailing `/` is dropped). Returns it
 /// in lowercase, the form browsers send.

@@ -1,55 +1,17 @@
 //! Every promise of chapter 8, over real sockets.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
 use harness::ws::{Frame, RawWs, SAMPLE_KEY, WEBSOCKET_GUID, WsClient, opcode};
 use harness::{TaskServer, eventually, within};
 use serde_json::{Value, json};
+use websocket_chat::conn::Limits;
 use websocket_chat::{Chat, Config, MAX_NAME_CHARS, close_code};
 
-/// How long a test waits for any one thing the server should do at once.
-const WAIT: Duration = Duration::from_secs(5);
-
-/// The default limits, except that the server waits only briefly for a
-/// client to answer its close frame (test clients that are not reading never
-/// will, and the default grace would only make the tests slow).
-fn quick() -> Config {
-    Config { close_grace: Duration::from_millis(300), ..Config::default() }
-}
-
-type Server = TaskServer<std::io::Result<()>>;
-
-async fn start(config: Config) -> (Server, Chat) {
-    let chat = Chat::new(config);
-    let c = chat.clone();
-    let server = TaskServer::start(move |l, t| c.serve(l, t)).await.expect("bind a loopback port");
-    (server, chat)
-}
-
-fn url(addr: SocketAddr) -> String {
-    format!("ws://{addr}/ws")
-}
-
-/// Connects and chooses `name`, and waits for the server's join notice.
-async fn join(addr: SocketAddr, name: &str) -> WsClient {
-    let mut c = WsClient::connect(&url(addr)).await.expect("connect");
-    c.send_json(&json!({"type": "username", "data": name})).await.expect("send username");
-    let notice = format!("{name} joined lobby");
-    c.recv_json_where(WAIT, |v| v["type"] == "info" && v["message"] == notice.as_str())
-        .await
-        .expect("own join notice");
-    c
-}
-
-async fn say(c: &mut WsClient, text: &str) {
-    c.send_json(&json!({"type": "message", "data": text})).await.expect("send message");
-}
-
-async fn next_of_type(c: &mut WsClient, kind: &str) -> Value {
-    c.recv_json_where(WAIT, |v| v["type"] == kind).await.unwrap_or_else(|e| panic!("a {kind}: {e}"))
-}
+mod common;
+use common::ws::{assert_violations_closed_with_1002, fast_heartbeat, handshake_status};
+use common::*;
 
 #[tokio::test]
 async fn handshake_accept_is_sha1_of_key_and_guid() {
@@ -174,11 +136,7 @@ async fn rooms_keep_messages_apart_and_who_lists_them() {
 
 #[tokio::test]
 async fn a_peer_that_never_pongs_is_dropped_and_one_that_does_stays() {
-    let config = Config {
-        ping_interval: Duration::from_millis(50),
-        pong_timeout: Duration::from_millis(200),
-        ..quick()
-    };
+    let config = Config { connection: fast_heartbeat(quick().connection), ..quick() };
     let (server, chat) = start(config).await;
     // The raw client reads (so it sees the pings) but never answers.
     let mut mute = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
@@ -208,34 +166,14 @@ async fn a_peer_that_never_pongs_is_dropped_and_one_that_does_stays() {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// A client that completes the handshake and then never reads, with a tiny
-/// receive buffer so the server's writes back up quickly.
-async fn connect_non_reader(addr: SocketAddr) -> RawWs {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket.connect(&addr.into()).expect("connect");
-    socket.set_nonblocking(true).expect("nonblocking");
-    let std: std::net::TcpStream = socket.into();
-    let stream = tokio::net::TcpStream::from_std(std).expect("tokio stream");
-    let mut raw = RawWs::handshake(stream, addr, "/ws").await.expect("upgrade");
-    let hello = Frame::client(opcode::TEXT, br#"{"type":"username","data":"slow"}"#, [9, 8, 7, 6]);
-    raw.send_bytes(&hello.encode()).await.expect("send name");
-    raw
-}
-
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_with_a_reason_and_memory_stays_bounded() {
     const QUEUE: usize = 8;
     // Alice sends hundreds of lines as fast as they come back: far over the
     // per-client send limit, which this test is not about, so it is lifted.
-    let config = Config {
-        queue_capacity: QUEUE,
-        close_grace: Duration::from_secs(5),
-        send_rate: 1_000_000,
-        send_burst: 4,
-        ..quick()
-    };
+    let connection =
+        Limits { queue_capacity: QUEUE, close_grace: Duration::from_secs(5), ..quick().connection };
+    let config = Config { connection, send_rate: 1_000_000, send_burst: 4, ..quick() };
     let (server, chat) = start(config).await;
     let mut alice = join(server.addr(), "alice").await;
     let mut bob = join(server.addr(), "bob").await;
@@ -283,7 +221,8 @@ async fn a_client_that_stops_reading_is_closed_with_a_reason_and_memory_stays_bo
 
 #[tokio::test]
 async fn an_oversized_message_is_closed_with_1009() {
-    let config = Config { max_message_bytes: 1024, ..quick() };
+    let config =
+        Config { connection: Limits { max_message_bytes: 1024, ..quick().connection }, ..quick() };
     let (server, chat) = start(config).await;
     let mut alice = join(server.addr(), "alice").await;
     // Right at the limit is fine...
@@ -312,7 +251,11 @@ async fn invalid_utf8_in_a_text_frame_is_closed_with_1007() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_with_503() {
-    let (server, chat) = start(Config { max_connections: 2, ..quick() }).await;
+    let (server, chat) = start(Config {
+        connection: Limits { max_connections: 2, ..quick().connection },
+        ..quick()
+    })
+    .await;
     let a = join(server.addr(), "a").await;
     let _b = join(server.addr(), "b").await;
     let refused = WsClient::connect(&url(server.addr())).await.expect_err("third is refused");
@@ -340,6 +283,39 @@ async fn the_page_is_served_at_the_root() {
     assert_eq!(resp.status, 200);
     assert!(resp.header("content-type").is_some_and(|v| v.starts_with("text/html")));
     assert!(resp.text().contains("new WebSocket("), "the page opens a WebSocket");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// The notes' chat client connects to `ws://host:port` (the path `/`), as
+/// its Node server took every handshake on one path. Here `/` is also the
+/// page, so a handshake there is upgraded as on `/ws`; a plain GET still
+/// gets the page, and a request that asks for a WebSocket and gets the
+/// handshake wrong is told so, not sent the page.
+#[tokio::test]
+async fn a_handshake_on_the_root_is_upgraded_and_chats() {
+    let (server, chat) = start(quick()).await;
+    let addr = server.addr();
+    // What the notes' client sends, with only the port changed.
+    let mut notes = join_at(&format!("ws://{addr}"), "notes").await;
+    let mut alice = join(addr, "alice").await;
+    say(&mut notes, "hello from the root").await;
+    let m = next_of_type(&mut alice, "message").await;
+    assert_eq!(
+        (m["username"].as_str(), m["message"].as_str()),
+        (Some("notes"), Some("hello from the root"))
+    );
+    say(&mut alice, "and back").await;
+    let m = notes.recv_json_where(WAIT, |v| v["message"] == "and back").await;
+    assert_eq!(m.expect("alice's answer on the root connection")["username"], "alice");
+    assert_eq!(chat.stats().named, 2);
+
+    let page = harness::http::get(addr, "/").await.expect("GET /");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("new WebSocket("), "a plain GET / still gets the page");
+    let wrong_version = common::ws::upgrade_from(&addr.to_string(), "/", None)
+        .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+    let refused = harness::http::exchange(addr, wrong_version.as_bytes()).await.expect("answer");
+    assert_eq!(refused.status, 400, "{}", refused.text());
     server.shutdown().await.expect("clean shutdown");
 }
 
@@ -436,7 +412,11 @@ async fn a_client_close_is_answered_at_once() {
 
 #[tokio::test]
 async fn a_message_over_the_limit_in_small_fragments_is_closed_with_1009_too() {
-    let (server, _) = start(Config { max_message_bytes: 1024, ..quick() }).await;
+    let (server, _) = start(Config {
+        connection: Limits { max_message_bytes: 1024, ..quick().connection },
+        ..quick()
+    })
+    .await;
     let mut raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
     // Each fragment is under the limit; together they are over it.
     let mut first = Frame::client(opcode::TEXT, &[b'a'; 600], [1, 2, 3, 4]);
@@ -452,11 +432,7 @@ async fn a_message_over_the_limit_in_small_fragments_is_closed_with_1009_too() {
 #[tokio::test]
 async fn the_terminal_client_answers_pings_and_stays_connected() {
     use websocket_chat::client::{self, Backoff};
-    let config = Config {
-        ping_interval: Duration::from_millis(50),
-        pong_timeout: Duration::from_millis(200),
-        ..quick()
-    };
+    let config = Config { connection: fast_heartbeat(quick().connection), ..quick() };
     let (server, chat) = start(config).await;
     let (_line_tx, line_rx) = tokio::sync::mpsc::channel(8);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(64);
@@ -619,20 +595,6 @@ async fn a_limited_sender_is_told_once_and_may_speak_again_later() {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// The upgrade request a browser would send from a page at `origin`.
-fn upgrade_from(host: &str, origin: Option<&str>) -> String {
-    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
-    format!(
-        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
-    )
-}
-
-async fn handshake_status(addr: SocketAddr, host: &str, origin: Option<&str>) -> u16 {
-    let req = upgrade_from(host, origin);
-    harness::http::exchange(addr, req.as_bytes()).await.expect("an answer to the upgrade").status
-}
-
 /// Cross-site WebSocket hijacking: a page on another site opens a WebSocket
 /// to this server, and the browser sends it with the learner's cookies; the
 /// same-origin policy does not apply to WebSockets. Only the server's check
@@ -674,44 +636,9 @@ async fn a_handshake_from_another_origin_is_refused_with_403() {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// RFC 6455 says a receiver that sees a frame break the protocol fails the
-/// connection, and 1002 is the close code for it. Each case is one frame a
-/// well-behaved client never sends.
-fn protocol_violations() -> Vec<(&'static str, Vec<u8>)> {
-    let key = [0x11, 0x22, 0x33, 0x44];
-    let unmasked = Frame { mask: None, ..Frame::client(opcode::TEXT, b"hi", key) };
-    let mut rsv = Frame::client(opcode::TEXT, b"hi", key).encode();
-    rsv[0] |= 0x40; // RSV1, with no extension negotiated to give it a meaning
-    let fragmented_ping = Frame { fin: false, ..Frame::client(opcode::PING, b"p", key) };
-    vec![
-        ("an unmasked client frame", unmasked.encode()),
-        ("RSV1 set", rsv),
-        ("reserved data opcode 0x3", Frame::client(0x3, b"hi", key).encode()),
-        ("reserved control opcode 0xB", Frame::client(0xB, b"", key).encode()),
-        ("a ping of 126 bytes", Frame::client(opcode::PING, &[b'p'; 126], key).encode()),
-        ("a fragmented ping", fragmented_ping.encode()),
-        ("a continuation with nothing to continue", {
-            Frame::client(opcode::CONTINUATION, b"x", key).encode()
-        }),
-        ("a close frame with a 1-byte payload", Frame::client(opcode::CLOSE, &[3], key).encode()),
-    ]
-}
-
 #[tokio::test]
 async fn protocol_violations_are_closed_with_1002() {
     let (server, _) = start(quick()).await;
-    let mut wrong = Vec::new();
-    for (what, bytes) in protocol_violations() {
-        let mut raw = RawWs::connect(server.addr(), "/ws").await.expect("upgrade");
-        raw.send_bytes(&bytes).await.expect("send");
-        match raw.read_until_close(WAIT).await.expect("read") {
-            Some(f) if f.close_code() == Some(1002) && !f.close_reason().is_empty() => {}
-            Some(f) => {
-                wrong.push(format!("{what}: close {:?} {:?}", f.close_code(), f.close_reason()))
-            }
-            None => wrong.push(format!("{what}: the connection ended without a close frame")),
-        }
-    }
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_violations_closed_with_1002(server.addr()).await;
     server.shutdown().await.expect("clean shutdown");
 }

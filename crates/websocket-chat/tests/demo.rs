@@ -1,20 +1,11 @@
 //! The demo is part of the lesson: it must run, show what chapter 8 quotes
 //! from it, and exit 0.
 
-use std::process::Command;
-use std::time::Duration;
+mod common;
 
 #[test]
 fn the_demo_chats_shows_the_frames_and_exits_0() {
-    let out = harness::within_blocking(Duration::from_secs(60), "the demo to finish", || {
-        Command::new(env!("CARGO_BIN_EXE_websocket-chat")).output().expect("running the demo")
-    });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::ws::run_demo(env!("CARGO_BIN_EXE_websocket-chat"));
     for expected in [
         r#"bob   <- {"type":"message","username":"alice","message":"hi bob","room":"lobby"}"#,
         r#"carol <- {"type":"error","message":"username \"Bob\" is taken"}"#,

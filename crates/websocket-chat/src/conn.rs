@@ -1,0 +1,639 @@
+//! One WebSocket connection, from the handshake to the goodbye: the plumbing
+//! every WebSocket lesson shares. Lesson 8's chat and lesson 9's push server
+//! use it as it is (and so will a lesson that runs both on several
+//! processes); chapter 8 walks through it once. What a lesson writes itself
+//! is only what it does with each message:
+//!
+//! ```text
+//! async fn connection(app: App, mut conn: Connection) {
+//!     app.hub().insert(conn.id(), conn.outbox());   // how the hub reaches this client
+//!     while let Some(data) = conn.next().await {
+//!         // the lesson's own protocol
+//!     }
+//!     app.hub().remove(&conn.id());                 // forget it: its outbox goes too
+//!     conn.finish().await;                          // the goodbye, and the peer's answer
+//! }
+//! ```
+//!
+//! and [`Connections::routes`] serves that function at `/ws` (and at `/`,
+//! next to the page). Everything around the happy path is here:
+//!
+//! * a cap on open connections: past it, an HTTP 503 before the upgrade;
+//! * the `Origin` check (see [`crate::origin`]): a page on another site gets 403;
+//! * two tasks per connection: the lesson's task reads, `writer` writes,
+//!   so a client that does not read can never stop us reading from it;
+//! * a bounded queue per client and one rule for a full one
+//!   ([`Outbox::deliver`]): the client is closed with 1008 and a reason;
+//! * a second, one-slot channel for that goodbye, because the queue may be
+//!   the very thing that is full;
+//! * the heartbeat: a ping every `ping_interval`, and close 4000 for a peer
+//!   silent for `pong_timeout`;
+//! * close codes for what tungstenite reports as read errors (`close_for`);
+//! * at shutdown, close 1001 to every connection and a bounded wait for them
+//!   ([`Connections::close_all`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_tungstenite::tungstenite;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::origin::Origins;
+
+/// One client's connection, as its lesson's task holds it: the reading half
+/// of the socket, the heartbeat, and the writer task it feeds.
+#[derive(Debug)]
+pub struct Connection {
+    id: u64,
+    stream: SplitStream<WebSocket>,
+    writer: JoinHandle<()>,
+    /// This connection's own ends of the two channels to the writer: pings
+    /// go on the queue, a close (shutdown, heartbeat, broken frames) on the
+    /// goodbye channel.
+    queue: mpsc::Sender<Message>,
+    goodbye: mpsc::Sender<Goodbye>,
+    heartbeat: Interval,
+    last_heard: Instant,
+    /// Set once [`Connection::next`] has said `None`; it says so from then on.
+    ended: bool,
+    limits: Limits,
+    shutdown: CancellationToken,
+    counters: Arc<Counters>,
+    /// One of [`Limits::max_connections`] slots, given back when this drops.
+    _slot: OwnedSemaphorePermit,
+}
+
+/// A text or binary message from the peer: what a lesson's protocol gets.
+/// Pings, pongs and close frames never reach it; they are the heartbeat's
+/// and the closing handshake's business.
+#[derive(Debug, Clone)]
+pub enum Data {
+    /// A text message, whole (fragments joined) and valid UTF-8.
+    Text(Utf8Bytes),
+    /// A binary message, whole.
+    Binary(Bytes),
+}
+
+impl Connection {
+    /// This connection's number, unique for the server's lifetime: the key
+    /// a lesson's hub keeps it under.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The next message from the peer, or `None` once the connection is
+    /// over: the peer closed or vanished, broke the protocol, went silent,
+    /// was too slow to read, or the server is shutting down. Where there is
+    /// somebody to tell, the close frame that says why is on its way by
+    /// then.
+    pub async fn next(&mut self) -> Option<Data> {
+        if self.ended {
+            return None;
+        }
+        let data = self.read().await;
+        self.ended = data.is_none();
+        data
+    }
+
+    async fn read(&mut self) -> Option<Data> {
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    self.bye(close_code::GOING_AWAY, "server shutting down".into());
+                    return None;
+                }
+                // The writer ends when the socket fails, or after a goodbye
+                // the hub gave it (a client too slow to read). Either way,
+                // this connection is over.
+                _ = &mut self.writer => return None,
+                // The heartbeat: any frame from the peer (a pong, a message)
+                // proves it is alive. Two missed pings, not one, before we
+                // give up, so a single late pong costs nobody their
+                // connection.
+                _ = self.heartbeat.tick() => {
+                    let silent = self.last_heard.elapsed();
+                    if silent > self.limits.pong_timeout {
+                        self.counters.heartbeat_timeouts.fetch_add(1, Ordering::Relaxed);
+                        self.bye(close_code::HEARTBEAT_TIMEOUT,
+                                 format!("no pong for {} ms", silent.as_millis()));
+                        return None;
+                    }
+                    // try_send: if the queue is full, the hub is about to
+                    // close this client anyway.
+                    let _ = self.queue.try_send(Message::Ping(Bytes::new()));
+                }
+                frame = self.stream.next() => {
+                    let msg = match frame {
+                        None => return None,
+                        Some(Ok(msg)) => msg,
+                        Some(Err(e)) => {
+                            if let Some((code, reason)) = close_for(e) {
+                                self.bye(code, reason);
+                            }
+                            return None;
+                        }
+                    };
+                    self.last_heard = Instant::now();
+                    match msg {
+                        Message::Text(text) => return Some(Data::Text(text)),
+                        Message::Binary(bytes) => return Some(Data::Binary(bytes)),
+                        // tungstenite answers pings by itself; a pong needs
+                        // nothing more than the `last_heard` above.
+                        Message::Ping(_) | Message::Pong(_) => {}
+                        // The peer said goodbye; tungstenite queues the echo
+                        // of its close frame, and the writer flushes it.
+                        Message::Close(_) => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// How the lesson's hub reaches this client; keep it in the hub's map,
+    /// and drop it when the connection is over.
+    pub fn outbox(&self) -> Outbox {
+        Outbox {
+            queue: self.queue.clone(),
+            goodbye: self.goodbye.clone(),
+            closing: false,
+            counters: Arc::clone(&self.counters),
+        }
+    }
+
+    /// Asks the writer to close with `code`. Capacity 1 and first reason
+    /// wins: if the hub already asked this client to go, that reason stands.
+    fn bye(&self, code: u16, reason: String) {
+        let _ = self.goodbye.try_send((code, reason));
+    }
+
+    /// The end of a connection, once the lesson has forgotten it (dropped
+    /// every [`Outbox`] it handed out). With every sender gone the writer
+    /// drains the queue, sends the goodbye if there is one, and ends, within
+    /// `close_grace`. If we sent a close frame, the closing handshake ends
+    /// when the peer's comes back (or the grace runs out); reading it is
+    /// also what lets the TCP connection end cleanly on the peer's side.
+    pub async fn finish(self) {
+        let Self { mut stream, mut writer, queue, goodbye, limits, _slot, .. } = self;
+        drop(queue);
+        drop(goodbye);
+        if !writer.is_finished() {
+            let _ = tokio::time::timeout(limits.close_grace * 2, &mut writer).await;
+            writer.abort();
+        }
+        let _ = tokio::time::timeout(limits.close_grace, async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// A close code and reason on its way to a client.
+type Goodbye = (u16, String);
+
+/// The way to one client's writer, kept in a lesson's hub. Only ever
+/// `try_send`: the hub must never wait for one client while holding up
+/// everyone else.
+#[derive(Debug)]
+pub struct Outbox {
+    queue: mpsc::Sender<Message>,
+    goodbye: mpsc::Sender<Goodbye>,
+    /// Set once this client has been told to go, so it is told only once.
+    closing: bool,
+    counters: Arc<Counters>,
+}
+
+impl Outbox {
+    /// Queues `frame` for this client, and says whether it did. The
+    /// back-pressure decision, in one place. `try_send` never waits: when a
+    /// client's queue is full, it has fallen a whole queue behind everyone
+    /// else, and waiting for it would make every other client as slow as the
+    /// slowest. Dropping the message silently would make its view wrong
+    /// without anyone knowing. So it is closed (1008), with a reason.
+    pub fn deliver(&mut self, frame: Message) -> bool {
+        if self.closing {
+            return false;
+        }
+        match self.queue.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.closing = true;
+                self.counters.kicked_slow.fetch_add(1, Ordering::Relaxed);
+                let reason = format!("too slow: {} messages unread", self.queue.max_capacity());
+                let _ = self.goodbye.try_send((close_code::POLICY, reason));
+                false
+            }
+            // The writer is gone; the reading task will notice and clean up.
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Messages waiting in this client's queue right now.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+}
+
+/// Serializes a message once, as a text frame. Cloning the frame for each
+/// recipient then costs a reference count, not a copy.
+pub fn json_frame(msg: &impl Serialize) -> Message {
+    let json = serde_json::to_string(msg).expect("the lessons' own message types always serialize");
+    Message::Text(Utf8Bytes::from(json))
+}
+
+/// Drains one client's queue onto its socket. On a goodbye (from the
+/// reading task or the hub) it stops whatever write is stuck, tries to
+/// deliver the close frame within `grace`, and ends.
+async fn writer(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Message>,
+    mut goodbye: mpsc::Receiver<Goodbye>,
+    grace: Duration,
+) {
+    let farewell = loop {
+        tokio::select! {
+            // biased: a goodbye goes before any more messages.
+            biased;
+            bye = goodbye.recv() => break bye,
+            msg = queue.recv() => {
+                let Some(msg) = msg else { break goodbye.try_recv().ok() };
+                // The write itself can block on a full socket (a client that
+                // does not read). Race it with the goodbye, so the hub's
+                // "you are too slow" is not stuck behind the very write that
+                // is too slow. tungstenite keeps whole frames in its buffer,
+                // so abandoning this future never sends half a frame.
+                tokio::select! {
+                    biased;
+                    bye = goodbye.recv() => break bye,
+                    sent = sink.send(msg) => if sent.is_err() { return },
+                }
+            }
+        }
+    };
+    match farewell {
+        // We start the closing handshake; the peer's answer arrives on the
+        // reading half, which `Connection::finish` drains.
+        Some((code, reason)) => {
+            let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+            let _ = tokio::time::timeout(grace, sink.send(Message::Close(Some(frame)))).await;
+        }
+        // The peer started it: flush tungstenite's automatic reply.
+        None => {
+            let _ = tokio::time::timeout(grace, sink.close()).await;
+        }
+    }
+}
+
+/// Which close code answers a read error. tungstenite reports oversize, bad
+/// UTF-8 and broken framing as errors but leaves the reply to us. (The
+/// downcast works only because the workspace uses the tungstenite that axum
+/// uses: two copies of a crate are two different `Error` types.)
+fn close_for(error: axum::Error) -> Option<Goodbye> {
+    use tungstenite::error::ProtocolError as P;
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(e)) => Some((close_code::TOO_BIG, format!("{e}"))),
+        Some(tungstenite::Error::Utf8(_)) => {
+            Some((close_code::INVALID_DATA, "text frame is not valid UTF-8".into()))
+        }
+        // The peer broke RFC 6455's framing rules: "fail the connection",
+        // and 1002 says so. tungstenite's sentences are short and exact
+        // ("Reserved bits are non-zero"), so they are the reason.
+        Some(tungstenite::Error::Protocol(
+            e @ (P::UnmaskedFrameFromClient
+            | P::NonZeroReservedBits
+            | P::UnknownDataFrameType(_)
+            | P::UnknownControlFrameType(_)
+            | P::InvalidOpcode(_)
+            | P::ControlFrameTooBig
+            | P::FragmentedControlFrame
+            | P::UnexpectedContinueFrame
+            | P::ExpectedFragment(_)
+            | P::InvalidCloseSequence),
+        )) => Some((close_code::PROTOCOL_ERROR, e.to_string())),
+        // A reset, or the connection ending without a close frame: nobody
+        // is left to tell.
+        _ => None,
+    }
+}
+
+/// Every open connection of one server: the cap, who may connect, the
+/// tasks to wait for at shutdown, and the counters. Cheap to clone (an
+/// `Arc`).
+#[derive(Debug, Clone)]
+pub struct Connections {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    limits: Limits,
+    origins: Origins,
+    /// One permit per open connection, see [`Limits::max_connections`].
+    slots: Arc<Semaphore>,
+    /// Every connection task, so shutdown can wait for them.
+    tracker: TaskTracker,
+    /// Cancelled when the server shuts down; every connection watches it.
+    shutdown: CancellationToken,
+    counters: Arc<Counters>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    kicked_slow: AtomicU64,
+    heartbeat_timeouts: AtomicU64,
+}
+
+impl Connections {
+    /// Connections with these limits, from the server's own pages and from
+    /// `allowed_origins`. Panics on an allowed origin that is not one (see
+    /// [`crate::origin::parse_origin`]): a configuration bug, which
+    /// `serve --allow-origin` has already caught with a clear message.
+    pub fn new(limits: Limits, allowed_origins: &[String]) -> Self {
+        let origins = Origins::new(allowed_origins).unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            shared: Arc::new(Shared {
+                limits,
+                origins,
+                slots: Arc::new(Semaphore::new(limits.max_connections)),
+                tracker: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+                counters: Arc::default(),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The two routes every WebSocket lesson has: `page` at `GET /`, and the
+    /// handshake at `GET /ws`, where each connection is handed to `run`.
+    /// A handshake on `/` is upgraded as on `/ws` (clients written for a
+    /// server with one path, like the notes' chat client, connect to `/`);
+    /// a plain `GET /` still gets the page.
+    pub fn routes<S, F, Fut>(&self, page: &'static str, run: F) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+        F: Fn(Connection) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (root, ws) = ((self.clone(), run.clone()), (self.clone(), run));
+        let page_or_upgrade =
+            move |upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+                  headers: HeaderMap| {
+                let (conns, run) = root.clone();
+                async move { conns.page_or_upgrade(page, upgrade, &headers, run) }
+            };
+        let upgrade = move |upgrade: WebSocketUpgrade, headers: HeaderMap| {
+            let (conns, run) = ws.clone();
+            async move { conns.upgrade(upgrade, &headers, run) }
+        };
+        Router::new().route("/", get(page_or_upgrade)).route("/ws", get(upgrade))
+    }
+
+    /// `GET /`: the page, or the handshake when the request asks for one.
+    fn page_or_upgrade<F, Fut>(
+        &self,
+        page: &'static str,
+        upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+        headers: &HeaderMap,
+        run: F,
+    ) -> Response
+    where
+        F: FnOnce(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        match upgrade {
+            Ok(upgrade) => self.upgrade(upgrade, headers, run),
+            // It asked for a WebSocket and got the handshake wrong (the
+            // version, the key): say what, as `/ws` would, not the page.
+            Err(refused) if headers.contains_key(header::UPGRADE) => refused.into_response(),
+            Err(_) => Html(page).into_response(),
+        }
+    }
+
+    /// The handshake: check who is asking and the cap, then let axum answer
+    /// (it computes `Sec-WebSocket-Accept` from `Sec-WebSocket-Key`) and
+    /// hand the connection to `run`, on a task shutdown waits for.
+    pub fn upgrade<F, Fut>(
+        &self,
+        upgrade: WebSocketUpgrade,
+        headers: &HeaderMap,
+        run: F,
+    ) -> Response
+    where
+        F: FnOnce(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        // A page from another site must not get a connection that carries
+        // the learner's cookies; see the `origin` module for the attack.
+        if let Err(why) = self.shared.origins.check(headers) {
+            return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+        }
+        // Refuse before upgrading: a plain HTTP 503 is something every client
+        // library reports clearly, and we have not spent a task on it yet.
+        let Ok(slot) = Arc::clone(&self.shared.slots).try_acquire_owned() else {
+            return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+        };
+        let max = self.shared.limits.max_message_bytes;
+        let conns = self.clone();
+        upgrade
+            .max_message_size(max)
+            .max_frame_size(max)
+            // tungstenite's own write buffer is unbounded by default; cap it
+            // so the bounded queue really is the bound on what a client costs.
+            .write_buffer_size(WRITE_BUFFER_BYTES)
+            .max_write_buffer_size(max_write_buffer_bytes(max))
+            .on_upgrade(move |socket| {
+                let connection = conns.start(socket, slot);
+                conns.shared.tracker.track_future(run(connection))
+            })
+    }
+
+    /// Splits the socket: the reading half stays with the [`Connection`],
+    /// the writing half goes to a new `writer` task.
+    fn start(&self, socket: WebSocket, slot: OwnedSemaphorePermit) -> Connection {
+        let limits = self.shared.limits;
+        let (sink, stream) = socket.split();
+        let (queue, queue_rx) = mpsc::channel(limits.queue_capacity);
+        let (goodbye, goodbye_rx) = mpsc::channel(1);
+        let writer = tokio::spawn(writer(sink, queue_rx, goodbye_rx, limits.close_grace));
+        // The first ping one interval from now, not at once: a client that
+        // has just connected has just proved it is alive.
+        let first = Instant::now() + limits.ping_interval;
+        let mut heartbeat = tokio::time::interval_at(first, limits.ping_interval);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Connection {
+            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            stream,
+            writer,
+            queue,
+            goodbye,
+            heartbeat,
+            last_heard: Instant::now(),
+            ended: false,
+            limits,
+            shutdown: self.shared.shutdown.clone(),
+            counters: Arc::clone(&self.shared.counters),
+            _slot: slot,
+        }
+    }
+
+    /// Once the HTTP side has stopped accepting: upgraded connections are no
+    /// longer HTTP's business (hyper handed the socket over), so we tell
+    /// each one ourselves (close 1001) and wait up to [`SHUTDOWN_WAIT`] for
+    /// them to finish.
+    pub async fn close_all(&self) {
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_WAIT, self.shared.tracker.wait()).await.is_err() {
+            tracing::warn!("connections still open after {SHUTDOWN_WAIT:?}; leaving anyway");
+        }
+    }
+
+    /// Who may connect from a browser (lesson 9 asks the same of a publish).
+    pub fn origins(&self) -> &Origins {
+        &self.shared.origins
+    }
+
+    /// Clients closed because their queue was full.
+    pub fn kicked_slow(&self) -> u64 {
+        self.shared.counters.kicked_slow.load(Ordering::Relaxed)
+    }
+
+    /// Clients closed because they stopped answering pings.
+    pub fn heartbeat_timeouts(&self) -> u64 {
+        self.shared.counters.heartbeat_timeouts.load(Ordering::Relaxed)
+    }
+}
+
+/// The numbers that bound one server's connections, the `connection` part
+/// of each lesson's `Config`. [`Limits::new`] gives the heartbeat and the
+/// close grace every lesson runs with, around a lesson's own sizes; tests
+/// turn any of them down (a 50 ms heartbeat, a queue of 8) to see a limit
+/// without waiting for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections; the next handshake gets a 503 before any task is
+    /// spent on it. Each lesson sets its own (`MAX_CONNECTIONS`), from
+    /// what one connection costs it.
+    pub max_connections: usize,
+    /// Messages waiting to be written to one client; a client whose queue
+    /// is full is closed with 1008 ([`Outbox::deliver`]). With
+    /// `max_message_bytes`, the bound on what a slow reader costs. Each
+    /// lesson sets its own (`QUEUE_CAPACITY`).
+    pub queue_capacity: usize,
+    /// The largest message (and frame) a client may send; over it, close
+    /// 1009. Without it tungstenite would take up to 64 MiB per message
+    /// and buffer all of it. Each lesson sets its own (`MAX_MESSAGE_BYTES`).
+    pub max_message_bytes: usize,
+    /// How often each client is pinged: [`PING_INTERVAL`] (20 s), cheap,
+    /// and often enough that proxies which drop idle connections do not
+    /// drop ours.
+    pub ping_interval: Duration,
+    /// How long a client may send nothing (no pong, no message) before it
+    /// is closed with 4000: [`PONG_TIMEOUT`] (45 s), two missed pings, so
+    /// one late pong costs nobody their connection.
+    pub pong_timeout: Duration,
+    /// How long the server keeps trying to deliver a close frame to a
+    /// client it drops, which may be a client whose socket is full:
+    /// [`CLOSE_GRACE`] (2 s).
+    pub close_grace: Duration,
+}
+
+impl Limits {
+    /// A lesson's sizes, from the outside in (connections, messages per
+    /// connection, bytes per message), with the heartbeat and close grace
+    /// every lesson runs with.
+    pub const fn new(
+        max_connections: usize,
+        queue_capacity: usize,
+        max_message_bytes: usize,
+    ) -> Self {
+        Self {
+            max_connections,
+            queue_capacity,
+            max_message_bytes,
+            ping_interval: PING_INTERVAL,
+            pong_timeout: PONG_TIMEOUT,
+            close_grace: CLOSE_GRACE,
+        }
+    }
+
+    /// The most one client's queue can hold, in bytes, if every message in
+    /// it were the largest allowed. Less in practice: a broadcast frame is
+    /// one allocation, shared by every queue it sits in.
+    pub const fn queue_worst_case_bytes(&self) -> usize {
+        self.queue_capacity * self.max_message_bytes
+    }
+}
+
+/// Close codes the servers send (RFC 6455 section 7.4.1; 4000-4999 are free
+/// for applications).
+pub mod close_code {
+    /// The server is going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// The peer broke the framing rules (an unmasked frame, reserved bits or
+    /// opcodes, a fragmented or oversized control frame, ...).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not valid UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
+    /// Policy violation: here, a client too slow to read what it is sent.
+    pub const POLICY: u16 = 1008;
+    /// A message or frame over [`super::Limits::max_message_bytes`].
+    pub const TOO_BIG: u16 = 1009;
+    /// Our own code: the peer stopped answering pings.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4000;
+}
+
+/// How often the server pings each client by default. Long enough to cost
+/// nothing, short enough to notice a dead peer (a laptop lid closed, a NAT
+/// mapping gone) within a minute; proxies often drop connections idle for
+/// 60 s, and a ping every 20 s keeps them from it.
+pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// A peer silent for this long (no pong, no message) is dropped: two missed
+/// pings, so a single delayed pong does not cost anyone their connection.
+pub const PONG_TIMEOUT: Duration = Duration::from_secs(45);
+const _: () = assert!(PONG_TIMEOUT.as_millis() > 2 * PING_INTERVAL.as_millis());
+
+/// How long the server keeps trying to deliver a close frame to a client it
+/// is dropping (the client may be the slow one, whose socket is full).
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a graceful shutdown waits for connections to finish: longer
+/// than [`CLOSE_GRACE`] twice (the writer's try at the close frame, then
+/// the wait for the peer's), so a connection that uses its whole grace
+/// still ends on its own.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+const _: () = assert!(SHUTDOWN_WAIT.as_millis() > 2 * CLOSE_GRACE.as_millis());
+
+/// tungstenite's write buffer: frames are gathered up to this size before a
+/// `write` system call.
+pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The most tungstenite may hold unwritten for one client, past which a
+/// write fails: two of the largest messages and room for the small ones
+/// around them. Without it, its buffer grows without bound behind a client
+/// that does not read.
+pub const fn max_write_buffer_bytes(max_message_bytes: usize) -> usize {
+    2 * max_message_bytes + 64 * 1024
+}
