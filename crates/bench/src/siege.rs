@@ -218,14 +218,14 @@ fn serve(target: Target) -> anyhow::Result<()> {
                 http_keepalive::hyper_server::serve(listener, config, token).await
             }
             Target::ShortPolling => {
-                short_polling::run(listener, feed::Feed::default(), token).await
+                short_polling::serve(listener, feed::Feed::default(), token).await
             }
             Target::LongPolling => {
                 let config = long_polling::Config::default();
-                long_polling::run(listener, feed::Feed::default(), config, token).await
+                long_polling::serve(listener, feed::Feed::default(), config, token).await
             }
             Target::Sse => {
-                sse::run(listener, feed::Feed::default(), sse::Config::default(), token).await
+                sse::serve(listener, feed::Feed::default(), sse::Config::default(), token).await
             }
             Target::WebsocketChat => {
                 let chat = websocket_chat::Chat::new(websocket_chat::Config::default());

@@ -40,7 +40,7 @@ async fn post_through_form(browser: &Browser, text: &str) {
 async fn short_polling_page_shows_a_posted_update_and_revalidates_with_304s() {
     let feed = Feed::default();
     let f = feed.clone();
-    let server: Server = TaskServer::start(move |l, t| short_polling::run(l, f, t))
+    let server: Server = TaskServer::start(move |l, t| short_polling::serve(l, f, t))
         .await
         .expect("binding 127.0.0.1:0");
     let browser = Browser::start().await;
@@ -77,7 +77,7 @@ async fn long_polling_page_is_held_then_answered_by_a_posted_update() {
     let f = feed.clone();
     // The lesson's real 25 s hold: the test never waits for it to run out.
     let config = long_polling::Config::default();
-    let server: Server = TaskServer::start(move |l, t| long_polling::run(l, f, config, t))
+    let server: Server = TaskServer::start(move |l, t| long_polling::serve(l, f, config, t))
         .await
         .expect("binding 127.0.0.1:0");
     let browser = Browser::start().await;
@@ -109,7 +109,7 @@ async fn sse_page_gets_posted_updates_over_one_event_source() {
     let feed = Feed::default();
     let f = feed.clone();
     let config = sse::Config::default();
-    let server: Server = TaskServer::start(move |l, t| sse::run(l, f, config, t))
+    let server: Server = TaskServer::start(move |l, t| sse::serve(l, f, config, t))
         .await
         .expect("binding 127.0.0.1:0");
     let browser = Browser::start().await;

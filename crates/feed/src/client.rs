@@ -98,16 +98,7 @@ impl HttpClient {
         };
         if !usable {
             let stream = TcpStream::connect(self.addr).await?;
-            stream.set_nodelay(true)?;
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            // The connection does its I/O in its own task; it ends when the
-            // sender is dropped or the server closes.
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            self.connections += 1;
-            self.sender = Some(sender);
+            self.adopt(stream).await?;
         }
         // Just set above if it was missing.
         self.sender.as_mut().ok_or_else(unreachable_closed)

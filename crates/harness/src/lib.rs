@@ -7,19 +7,24 @@
 //! * [`wait`]: [`within`], [`within_blocking`], [`eventually`] and
 //!   [`eventually_blocking`], so no test waits forever and none sleeps blindly.
 //! * [`net`]: raw TCP and UDP clients with timeouts on every read.
-//! * [`http`]: a raw HTTP/1.x client (exact bytes out, exact responses in).
-//! * [`sse`]: an event-stream parser that follows the HTML specification.
+//! * [`http`]: the raw HTTP/1.x client of the `raw-http` crate (exact bytes
+//!   out, exact responses in), re-exported so every lesson's tests reach it
+//!   in one place.
 //! * [`tap`]: the wire tap, a loopback proxy that counts connections and
 //!   bytes each way and keeps a transcript to print as a hexdump.
+//! * [`narrate`]: what the tap saw, printed as text for a demo (HTTP heads
+//!   with their `\r\n` shown, and the cost per update).
 //! * [`ws`]: WebSocket clients, a polite one with deadlines and a raw one
 //!   that writes frames by hand.
 //!
+//! A protocol that a lesson teaches lives in that lesson, not here: the
+//! event-stream parser is `sse::parser`, the HTTP/1.x framing is lesson 4's.
+//!
 //! Run its own tests with `cargo test -p harness`.
 
-pub mod http;
+pub mod narrate;
 pub mod net;
 pub mod server;
-pub mod sse;
 pub mod tap;
 pub mod wait;
 pub mod ws;
@@ -28,6 +33,11 @@ pub use net::{IO_TIMEOUT, TcpClient, UdpClient};
 pub use server::{BlockingServer, EPHEMERAL, SHUTDOWN_DEADLINE, TaskServer};
 pub use tap::{Direction, TapStats, WireTap, hexdump};
 pub use wait::{eventually, eventually_blocking, within, within_blocking};
+
+/// The raw HTTP/1.x client, for tests that send exact request bytes: see the
+/// `raw-http` crate (its own crate because lessons 4 and 10 build their
+/// clients on it, and a lesson's client must not depend on a test harness).
+pub use raw_http as http;
 
 /// Re-exported so lessons' tests name one version of the cancellation token.
 pub use tokio_util::sync::CancellationToken;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use harness::http::{self, HttpConn};
 use harness::{
     BlockingServer, Direction, TaskServer, TcpClient, UdpClient, WireTap, eventually,
     eventually_blocking, hexdump, within, within_blocking,
@@ -191,69 +190,4 @@ fn hexdump_matches_hexdump_c() {
         "00000000  30 31 32 33 34 35 36 37  38 39 61 62 63 64 65 66  |0123456789abcdef|\n\
          00000010  58 59 0a                                          |XY.|\n"
     );
-}
-
-/// A one-shot server that reads one request head and answers with `reply`.
-async fn canned(reply: &'static [u8]) -> TaskServer<()> {
-    TaskServer::start(move |listener, token| async move {
-        tokio::select! {
-            () = token.cancelled() => {}
-            Ok((mut s, _)) = listener.accept() => {
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s.write_all(reply).await;
-            }
-        }
-    })
-    .await
-    .expect("start")
-}
-
-#[tokio::test]
-async fn http_client_reads_content_length_bodies() {
-    let server = canned(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test: a: b\r\n\r\nhello").await;
-    let r = within(LONG, "response", http::get(server.addr(), "/")).await.expect("response");
-    assert_eq!((r.status, r.reason.as_str(), r.version.as_str()), (200, "OK", "HTTP/1.1"));
-    assert_eq!(r.header("x-test"), Some("a: b"));
-    assert_eq!(r.text(), "hello");
-    assert!(r.raw_head.ends_with(b"\r\n\r\n"));
-    server.shutdown().await;
-}
-
-#[tokio::test]
-async fn http_client_dechunks() {
-    let server = canned(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n6;x=y\r\npedia \r\n0\r\n\r\n",
-    )
-    .await;
-    let r = within(LONG, "response", http::get(server.addr(), "/")).await.expect("response");
-    assert_eq!(r.text(), "Wikipedia ");
-    server.shutdown().await;
-}
-
-#[tokio::test]
-async fn http_client_reads_pipelined_responses_one_at_a_time() {
-    let server = canned(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nAHTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nB",
-    )
-    .await;
-    let mut conn = HttpConn::connect(server.addr()).await.expect("connect");
-    conn.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("send");
-    let a = within(LONG, "first", conn.read_response(false)).await.expect("first");
-    let b = within(LONG, "second", conn.read_response(false)).await.expect("second");
-    assert_eq!((a.status, a.text().as_str()), (200, "A"));
-    assert_eq!((b.status, b.text().as_str()), (404, "B"));
-    server.shutdown().await;
-}
-
-#[test]
-fn parse_head_rejects_what_is_not_http() {
-    assert!(http::parse_head(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
-    assert!(http::parse_head(b"HTTP/1.1 abc\r\n\r\n").is_err());
 }

@@ -212,9 +212,10 @@ fn stands_in(source: &str, excerpt: &[String]) -> bool {
         if run.is_empty() {
             continue;
         }
-        match (from..=src.len().saturating_sub(run.len()))
-            .find(|&i| src[i..i + run.len()] == run[..])
-        {
+        if from + run.len() > src.len() {
+            return false;
+        }
+        match (from..=src.len() - run.len()).find(|&i| src[i..i + run.len()] == run[..]) {
             Some(i) => from = i + run.len(),
             None => return false,
         }
@@ -248,4 +249,8 @@ fn excerpt_matching_can_fail() {
     assert!(stands_in(src, &ok(&["fn a() {", "// ...", "}"])));
     assert!(!stands_in(src, &ok(&["    two();", "    one();"])));
     assert!(!stands_in(src, &ok(&["    three();"])));
+    // A file that is gone (or shorter than the excerpt) is a stale excerpt,
+    // not a crash of the checker.
+    assert!(!stands_in("", &ok(&["    one();"])));
+    assert!(!stands_in(src, &ok(&["fn a() {", "    one();", "    two();", "}", "extra"])));
 }

@@ -1,16 +1,16 @@
 //! The client under study: fetch a "page" of resources three ways and count
 //! what it cost on the wire.
 //!
-//! It speaks raw HTTP through the harness's [`HttpConn`] (exact bytes out,
-//! exact responses in), because a production client would hide the very thing
-//! this lesson is about: which connection each request went on.
+//! It speaks raw HTTP through [`HttpConn`] from the `raw-http` crate (exact
+//! bytes out, exact responses in), because a production client would hide the
+//! very thing this lesson is about: which connection each request went on.
+//! Counting what each way costs on the wire is the demo's part: it runs
+//! [`fetch`] through the harness's wire tap.
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-use harness::http::{HttpConn, Response};
-use harness::{TapStats, WireTap};
+use raw_http::{HttpConn, Response};
 
 /// How the client fetches the resources of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,33 +85,4 @@ pub async fn fetch(addr: SocketAddr, paths: &[String], mode: Mode) -> io::Result
         }
     }
     Ok(responses)
-}
-
-/// One fetch of a page, measured.
-#[derive(Debug)]
-pub struct Fetched {
-    /// How it was fetched.
-    pub mode: Mode,
-    /// The responses, in request order.
-    pub responses: Vec<Response>,
-    /// What the wire tap counted: connections, bytes each way.
-    pub stats: TapStats,
-    /// Wall-clock time for the whole page.
-    pub elapsed: Duration,
-    /// The tap, still holding its transcript of the bytes.
-    pub tap: WireTap,
-}
-
-/// Fetches `paths` from `server` through a fresh wire tap, so the connections
-/// and bytes of this one fetch are counted on their own.
-pub async fn fetch_through_tap(
-    server: SocketAddr,
-    paths: &[String],
-    mode: Mode,
-) -> io::Result<Fetched> {
-    let tap = WireTap::start(server)?;
-    let start = Instant::now();
-    let responses = fetch(tap.addr(), paths, mode).await?;
-    let elapsed = start.elapsed();
-    Ok(Fetched { mode, responses, stats: tap.stats(), elapsed, tap })
 }

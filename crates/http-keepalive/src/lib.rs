@@ -33,139 +33,13 @@ use std::time::Duration;
 
 pub mod client;
 pub mod hyper_server;
+mod limits;
 pub mod server;
 
-/// The port `serve` gives the hand-written server (loopback only).
-pub const HAND_PORT: u16 = 7080;
-/// The port `serve` gives the hyper server (loopback only).
-pub const HYPER_PORT: u16 = 7081;
-
-/// How many resources the page at `/` links. Ten is about what a small page
-/// with a stylesheet, a script and a few images asks for.
-pub const PAGE_RESOURCES: usize = 10;
-
-/// How long a kept connection may sit with no request before the server closes
-/// it. Every idle connection costs a socket and some memory; five seconds is
-/// Apache's default (`KeepAliveTimeout 5`): long enough for a browser to ask for
-/// the next resource of a page, short enough not to hoard sockets.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a client has to deliver a whole request head once it has sent its
-/// first byte (and, again, its body). Without it a "slowloris" client that
-/// sends one header line every few seconds holds a connection forever.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How many requests one connection may carry before the server closes it
-/// (politely: the last response says `Connection: close`). Apache's
-/// `MaxKeepAliveRequests` default. A cap lets a server rebalance clients and
-/// bounds what one client can do on one socket.
-pub const MAX_REQUESTS_PER_CONNECTION: usize = 100;
-
-/// The largest request head (request line plus headers) accepted. Real
-/// requests are a few hundred bytes to a few KiB with cookies; 8 KiB is
-/// nginx's and Apache's ballpark. Past it: `431 Request Header Fields Too Large`.
-pub const MAX_HEAD: usize = 8 * 1024;
-
-/// The most header fields parsed in one request (httparse needs a fixed-size
-/// array to parse into). More is answered with 431 too.
-pub const MAX_HEADERS: usize = 64;
-
-/// The largest request body accepted (only `/echo` takes one). Past it:
-/// `413 Content Too Large`, before a byte of the body is read.
-pub const MAX_BODY: usize = 64 * 1024;
-
-/// The cap on `/slow?ms=N`, so nobody can park a connection for an hour.
-pub const MAX_SLOW: Duration = Duration::from_secs(10);
-
-/// After the server decides to close, it half-closes (sends FIN) and reads
-/// and throws away what the client still sends, for at most this long.
-/// Closing a socket that has unread bytes makes the kernel send RST, and an RST
-/// can destroy the last response before the client has read it.
-pub const LINGER: Duration = Duration::from_secs(2);
-
-/// How long a stopping server waits for in-flight requests to finish.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// How many connections the server serves at once; the next client is
-/// answered 503 with `Retry-After: 1` at once and closed. Each connection is a
-/// task, a buffer and a file descriptor: the cap keeps a flood from
-/// exhausting them, and the 503 tells the client rather than leaving it
-/// hanging in the kernel's accept backlog.
-pub const MAX_CONNECTIONS: usize = 1024;
-
-/// The limits and timeouts of one server. [`Config::default`] uses the named
-/// constants above; tests shrink the timeouts so they finish in milliseconds.
-#[derive(Debug, Clone, Copy)]
-pub struct Config {
-    /// See [`IDLE_TIMEOUT`].
-    pub idle_timeout: Duration,
-    /// See [`HEADER_TIMEOUT`].
-    pub header_timeout: Duration,
-    /// See [`MAX_REQUESTS_PER_CONNECTION`].
-    pub max_requests: usize,
-    /// See [`MAX_HEAD`].
-    pub max_head: usize,
-    /// See [`MAX_BODY`].
-    pub max_body: usize,
-    /// See [`MAX_SLOW`].
-    pub max_slow: Duration,
-    /// See [`LINGER`].
-    pub linger: Duration,
-    /// See [`SHUTDOWN_GRACE`].
-    pub shutdown_grace: Duration,
-    /// See [`MAX_CONNECTIONS`].
-    pub max_connections: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            idle_timeout: IDLE_TIMEOUT,
-            header_timeout: HEADER_TIMEOUT,
-            max_requests: MAX_REQUESTS_PER_CONNECTION,
-            max_head: MAX_HEAD,
-            max_body: MAX_BODY,
-            max_slow: MAX_SLOW,
-            linger: LINGER,
-            shutdown_grace: SHUTDOWN_GRACE,
-            max_connections: MAX_CONNECTIONS,
-        }
-    }
-}
-
-/// What a route answers, before anyone frames it as HTTP bytes. Both servers
-/// call [`route`] and turn its `Reply` into a response their own way.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The status code.
-    pub status: u16,
-    /// The `Content-Type` of the body.
-    pub content_type: &'static str,
-    /// The body (also its length, for `HEAD`).
-    pub body: Vec<u8>,
-    /// For 405: the methods the resource does allow (the `Allow` header).
-    pub allow: Option<&'static str>,
-    /// How long to wait before answering (only `/slow` waits).
-    pub delay: Duration,
-}
-
-impl Reply {
-    fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
-        Self { status, content_type, body: body.into(), allow: None, delay: Duration::ZERO }
-    }
-
-    fn text(status: u16, body: impl Into<String>) -> Self {
-        Self::new(status, TEXT, body.into().into_bytes())
-    }
-}
-
-const TEXT: &str = "text/plain; charset=utf-8";
-
-/// Methods HTTP defines. A method in this list that a route does not take
-/// gets 405 (the server knows it, the resource refuses it); any other token
-/// gets 501 (the server does not implement it at all).
-const KNOWN_METHODS: [&str; 9] =
-    ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
+pub use limits::{
+    Config, HAND_PORT, HEADER_TIMEOUT, HYPER_PORT, IDLE_TIMEOUT, LINGER, MAX_BODY, MAX_CONNECTIONS,
+    MAX_HEAD, MAX_HEADERS, MAX_REQUESTS_PER_CONNECTION, MAX_SLOW, PAGE_RESOURCES, SHUTDOWN_GRACE,
+};
 
 /// The application: a pure function from a request to a [`Reply`], shared by
 /// both servers so that they differ only in how they speak HTTP.
@@ -230,6 +104,40 @@ pub fn page_html() -> String {
     html.push_str("</ul>\n<p><a href=\"/slow?ms=500\">a slow one</a>\n");
     html
 }
+
+/// What a route answers, before anyone frames it as HTTP bytes. Both servers
+/// call [`route`] and turn its `Reply` into a response their own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type` of the body.
+    pub content_type: &'static str,
+    /// The body (also its length, for `HEAD`).
+    pub body: Vec<u8>,
+    /// For 405: the methods the resource does allow (the `Allow` header).
+    pub allow: Option<&'static str>,
+    /// How long to wait before answering (only `/slow` waits).
+    pub delay: Duration,
+}
+
+impl Reply {
+    fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Self { status, content_type, body: body.into(), allow: None, delay: Duration::ZERO }
+    }
+
+    fn text(status: u16, body: impl Into<String>) -> Self {
+        Self::new(status, TEXT, body.into().into_bytes())
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Methods HTTP defines. A method in this list that a route does not take
+/// gets 405 (the server knows it, the resource refuses it); any other token
+/// gets 501 (the server does not implement it at all).
+const KNOWN_METHODS: [&str; 9] =
+    ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
 
 /// The reason phrase for the status codes this lesson sends.
 pub fn reason(status: u16) -> &'static str {

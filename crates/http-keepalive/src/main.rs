@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use harness::Direction;
-use harness::http::HttpConn;
-use http_keepalive::client::{self, Fetched, Mode};
+use harness::{Direction, TapStats, WireTap};
+use http_keepalive::client::{self, Mode};
 use http_keepalive::{Config, HAND_PORT, HYPER_PORT, hyper_server, server};
+use raw_http::{HttpConn, Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +52,7 @@ async fn main() -> Result<()> {
         Some(Command::Client { addr, resources }) => {
             let paths = client::page_paths(resources);
             for mode in Mode::ALL {
-                let f = client::fetch_through_tap(addr, &paths, mode)
+                let f = fetch_through_tap(addr, &paths, mode)
                     .await
                     .with_context(|| format!("fetching from {addr}; is `serve` running?"))?;
                 report(&f);
@@ -78,6 +78,30 @@ async fn serve(addr: SocketAddr, hyper_addr: SocketAddr) -> Result<()> {
     a.await??;
     b.await??;
     Ok(())
+}
+
+/// One fetch of a page, measured.
+struct Fetched {
+    /// How it was fetched.
+    mode: Mode,
+    /// The responses, in request order.
+    responses: Vec<Response>,
+    /// What the wire tap counted: connections, bytes each way.
+    stats: TapStats,
+    /// Wall-clock time for the whole page.
+    elapsed: std::time::Duration,
+    /// The tap, still holding its transcript of the bytes.
+    tap: WireTap,
+}
+
+/// Fetches `paths` from `server` through a fresh wire tap, so the connections
+/// and bytes of this one fetch are counted on their own.
+async fn fetch_through_tap(server: SocketAddr, paths: &[String], mode: Mode) -> Result<Fetched> {
+    let tap = WireTap::start(server)?;
+    let start = Instant::now();
+    let responses = client::fetch(tap.addr(), paths, mode).await?;
+    let elapsed = start.elapsed();
+    Ok(Fetched { mode, responses, stats: tap.stats(), elapsed, tap })
 }
 
 fn report(f: &Fetched) {
@@ -117,7 +141,7 @@ async fn demo() -> Result<()> {
         println!("== a page of {} resources from the {name} ({addr}), three ways ==", paths.len());
         let mut runs = Vec::new();
         for mode in Mode::ALL {
-            let f = client::fetch_through_tap(addr, &paths, mode).await?;
+            let f = fetch_through_tap(addr, &paths, mode).await?;
             report(&f);
             runs.push(f);
         }
@@ -181,7 +205,7 @@ async fn head_of_line(addr: SocketAddr) -> Result<()> {
         .map(|p| {
             let p = (*p).to_owned();
             tokio::spawn(async move {
-                let r = harness::http::get(addr, &p).await;
+                let r = raw_http::get(addr, &p).await;
                 (p, r, start.elapsed())
             })
         })

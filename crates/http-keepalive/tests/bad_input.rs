@@ -2,13 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use harness::http::{HttpConn, Response, parse_head};
-use harness::{TaskServer, within};
-use http_keepalive::{Config, server};
+mod common;
+
+use common::{DEADLINE, Server, start, start_hyper};
+use harness::within;
+use http_keepalive::Config;
+use raw_http::{HttpConn, Response, parse_head};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Short timeouts so the slow-client tests finish in well under a second.
 fn fast() -> Config {
@@ -20,15 +21,9 @@ fn fast() -> Config {
     }
 }
 
-async fn start(config: Config) -> TaskServer<std::io::Result<()>> {
-    TaskServer::start(move |listener, token| server::serve(listener, config, token))
-        .await
-        .expect("binding an ephemeral loopback port")
-}
-
 /// Sends `bytes` on a new connection; expects one response and then the
 /// server closing the connection.
-async fn rejected(server: &TaskServer<std::io::Result<()>>, bytes: &[u8]) -> Response {
+async fn rejected(server: &Server, bytes: &[u8]) -> Response {
     let mut conn = HttpConn::connect(server.addr()).await.expect("connect");
     conn.send(bytes).await.expect("send");
     let r = within(DEADLINE, "an error response", conn.read_response(false))
@@ -41,8 +36,8 @@ async fn rejected(server: &TaskServer<std::io::Result<()>>, bytes: &[u8]) -> Res
 }
 
 /// The server is still up and answering.
-async fn still_serves(server: &TaskServer<std::io::Result<()>>) {
-    let r = within(DEADLINE, "a normal request", harness::http::get(server.addr(), "/resource/1"))
+async fn still_serves(server: &Server) {
+    let r = within(DEADLINE, "a normal request", raw_http::get(server.addr(), "/resource/1"))
         .await
         .expect("the server still answers");
     assert_eq!(r.status, 200);
@@ -224,7 +219,7 @@ async fn clients_vanishing_mid_request_do_not_disturb_the_server() {
     // The vanished client's slow response is written to a closed socket
     // while this one waits; once this one is answered, that write has
     // happened too (it started earlier and is shorter), and did no harm.
-    let r = within(DEADLINE, "slow", harness::http::get(server.addr(), "/slow?ms=150"))
+    let r = within(DEADLINE, "slow", raw_http::get(server.addr(), "/slow?ms=150"))
         .await
         .expect("the server still answers");
     assert_eq!(r.status, 200);
@@ -241,15 +236,7 @@ const WAIT: Duration = Duration::from_secs(5);
 async fn past_the_connection_cap_both_servers_answer_503_at_once() {
     let config = Config { max_connections: 1, ..Config::default() };
     for hyper in [false, true] {
-        let server = if hyper {
-            TaskServer::start(move |listener, token| {
-                http_keepalive::hyper_server::serve(listener, config, token)
-            })
-            .await
-            .expect("binding")
-        } else {
-            start(config).await
-        };
+        let server = if hyper { start_hyper(config).await } else { start(config).await };
         let mut first = HttpConn::connect(server.addr()).await.expect("connect");
         first.send(b"GET /resource/1 HTTP/1.1\r\nHost: t\r\n\r\n").await.expect("send");
         assert_eq!(
@@ -259,7 +246,7 @@ async fn past_the_connection_cap_both_servers_answer_503_at_once() {
         let busy = within(
             Duration::from_secs(1),
             "the 503",
-            harness::http::exchange(server.addr(), b"GET /resource/2 HTTP/1.1\r\nHost: t\r\n\r\n"),
+            raw_http::exchange(server.addr(), b"GET /resource/2 HTTP/1.1\r\nHost: t\r\n\r\n"),
         )
         .await
         .expect("an answer, not a hang");
@@ -269,7 +256,7 @@ async fn past_the_connection_cap_both_servers_answer_503_at_once() {
         let started = Instant::now();
         loop {
             let req = b"GET /resource/3 HTTP/1.1\r\nHost: t\r\n\r\n";
-            if harness::http::exchange(server.addr(), req).await.is_ok_and(|r| r.status == 200) {
+            if raw_http::exchange(server.addr(), req).await.is_ok_and(|r| r.status == 200) {
                 break;
             }
             assert!(started.elapsed() < WAIT, "hyper: {hyper}: the slot never came back");

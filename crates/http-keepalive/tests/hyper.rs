@@ -3,42 +3,27 @@
 
 use std::time::{Duration, Instant};
 
-use harness::http::{HttpConn, Response};
-use harness::{TaskServer, WireTap, within};
+mod common;
+
+use common::{DEADLINE, fetch_counted, get, read, start_hyper as start};
+use harness::{WireTap, within};
+use http_keepalive::Config;
 use http_keepalive::client::{self, Mode};
-use http_keepalive::{Config, hyper_server};
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn start(config: Config) -> TaskServer<std::io::Result<()>> {
-    TaskServer::start(move |listener, token| hyper_server::serve(listener, config, token))
-        .await
-        .expect("binding an ephemeral loopback port")
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
-}
-
-async fn read(conn: &mut HttpConn) -> Response {
-    within(DEADLINE, "a response", conn.read_response(false)).await.expect("a well-formed response")
-}
+use raw_http::HttpConn;
 
 #[tokio::test]
 async fn keep_alive_uses_one_connection_and_http_1_0_style_uses_ten() {
     let server = start(Config::default()).await;
     let paths = client::page_paths(10);
-    let kept =
-        client::fetch_through_tap(server.addr(), &paths, Mode::KeepAlive).await.expect("kept");
-    let new =
-        client::fetch_through_tap(server.addr(), &paths, Mode::NewConnections).await.expect("1.0");
-    assert_eq!((kept.stats.connections, new.stats.connections), (1, 10));
-    for (i, r) in kept.responses.iter().enumerate() {
+    let (kept, kept_stats) = fetch_counted(server.addr(), &paths, Mode::KeepAlive).await;
+    let (new, new_stats) = fetch_counted(server.addr(), &paths, Mode::NewConnections).await;
+    assert_eq!((kept_stats.connections, new_stats.connections), (1, 10));
+    for (i, r) in kept.iter().enumerate() {
         assert_eq!(r.text(), format!("resource {i}\n"));
     }
     // hyper answers a 1.0 request with a 1.0 status line, and adds a Date.
-    assert_eq!(new.responses[0].version, "HTTP/1.0");
-    assert!(new.responses[0].header("date").is_some());
+    assert_eq!(new[0].version, "HTTP/1.0");
+    assert!(new[0].header("date").is_some());
     server.shutdown().await.expect("clean stop");
 }
 
@@ -76,9 +61,8 @@ async fn the_request_cap_and_the_head_limit_hold_on_hyper_too() {
     let mut big = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
     big.extend(std::iter::repeat_n(b'a', config.max_head * 2));
     big.extend(b"\r\n\r\n");
-    let r = within(DEADLINE, "431", harness::http::exchange(server.addr(), &big))
-        .await
-        .expect("a response");
+    let r =
+        within(DEADLINE, "431", raw_http::exchange(server.addr(), &big)).await.expect("a response");
     assert_eq!(r.status, 431);
     server.shutdown().await.expect("clean stop");
 }
@@ -160,13 +144,13 @@ async fn a_body_that_never_arrives_gets_408_on_hyper_too() {
 async fn no_host_and_a_malformed_chunked_body_get_400_on_hyper_too() {
     let server = start(Config::default()).await;
     let no_host = b"GET /resource/1 HTTP/1.1\r\n\r\n";
-    let r = within(DEADLINE, "400", harness::http::exchange(server.addr(), no_host))
+    let r = within(DEADLINE, "400", raw_http::exchange(server.addr(), no_host))
         .await
         .expect("a response");
     assert_eq!(r.status, 400, "{}", r.text());
     let chunked =
         b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n";
-    let r = within(DEADLINE, "400", harness::http::exchange(server.addr(), chunked))
+    let r = within(DEADLINE, "400", raw_http::exchange(server.addr(), chunked))
         .await
         .expect("a response");
     assert_eq!(r.status, 400, "{}", r.text());

@@ -5,34 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use harness::http::{HttpConn, Response};
-use harness::{TaskServer, WireTap, within};
+mod common;
+
+use common::{DEADLINE, fetch_counted, get, read, read_to_close, start};
+use harness::{WireTap, within};
+use http_keepalive::Config;
 use http_keepalive::client::{self, Mode};
-use http_keepalive::{Config, server};
-
-/// Long enough for any assertion on a loaded 2-core machine, short enough to
-/// fail a hung test quickly.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn start(config: Config) -> TaskServer<std::io::Result<()>> {
-    TaskServer::start(move |listener, token| server::serve(listener, config, token))
-        .await
-        .expect("binding an ephemeral loopback port")
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
-}
-
-async fn read(conn: &mut HttpConn) -> Response {
-    within(DEADLINE, "a response", conn.read_response(false)).await.expect("a well-formed response")
-}
-
-async fn read_to_close(conn: &mut HttpConn) -> Vec<u8> {
-    within(DEADLINE, "the server to close", conn.read_until_close())
-        .await
-        .expect("the server closes cleanly")
-}
+use raw_http::HttpConn;
 
 #[tokio::test]
 async fn ten_requests_on_a_kept_connection_open_one_tcp_connection() {
@@ -63,10 +42,9 @@ async fn http_1_0_style_opens_a_connection_per_request() {
     }
     assert_eq!(tap.stats().connections, 10);
     // The page client's HTTP/1.0 mode does the same.
-    let f = client::fetch_through_tap(server.addr(), &client::page_paths(10), Mode::NewConnections)
-        .await
-        .expect("fetch");
-    assert_eq!(f.stats.connections, 10);
+    let (_, stats) =
+        fetch_counted(server.addr(), &client::page_paths(10), Mode::NewConnections).await;
+    assert_eq!(stats.connections, 10);
     server.shutdown().await.expect("clean stop");
 }
 
@@ -101,9 +79,9 @@ async fn the_three_client_modes_count_connections_and_bytes() {
     let paths = client::page_paths(10);
     let mut seen = Vec::new();
     for mode in Mode::ALL {
-        let f = client::fetch_through_tap(server.addr(), &paths, mode).await.expect("fetch");
-        assert!(f.responses.iter().all(|r| r.status == 200));
-        seen.push((f.stats.connections, f.stats.to_server, f.stats.to_client));
+        let (responses, stats) = fetch_counted(server.addr(), &paths, mode).await;
+        assert!(responses.iter().all(|r| r.status == 200));
+        seen.push((stats.connections, stats.to_server, stats.to_client));
     }
     assert_eq!(seen[0].0, 10);
     assert_eq!(seen[1].0, 1);
@@ -174,11 +152,11 @@ async fn on_separate_connections_fast_requests_do_not_wait() {
     let addr = server.addr();
     let slow_task = tokio::spawn(async move {
         let started = Instant::now();
-        let r = harness::http::get(addr, "/slow?ms=2000").await.expect("slow response");
+        let r = raw_http::get(addr, "/slow?ms=2000").await.expect("slow response");
         (r, started.elapsed())
     });
     let started = Instant::now();
-    let fast = within(DEADLINE, "a fast response", harness::http::get(addr, "/resource/1"))
+    let fast = within(DEADLINE, "a fast response", raw_http::get(addr, "/resource/1"))
         .await
         .expect("fast response");
     let fast_took = started.elapsed();

@@ -30,55 +30,38 @@ use axum::response::{Html, Json};
 use axum::routing::get;
 use feed::client::{ClientError, HttpClient};
 use feed::{Feed, FeedError, Update};
+use http_serve::ServeConfig;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Where `serve` listens by default (loopback only).
-pub const DEFAULT_ADDR: &str = "127.0.0.1:7091";
-
-/// How long the server holds a request with nothing new before answering
-/// `{"data": null}`. Shorter than the 30 to 60 second idle timeouts common in
-/// proxies and load balancers, so an idle hold is answered by us rather than
-/// cut by something in between with an error page.
-pub const HOLD: Duration = Duration::from_secs(25);
-
-/// How much longer than the hold the client waits for an answer before it
-/// gives up on the request: the hold plus a network round trip or two.
-pub const CLIENT_MARGIN: Duration = Duration::from_secs(5);
-
-/// What the server is configured with. Tests shorten the hold.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// See [`HOLD`].
-    pub hold: Duration,
+/// The whole application: routes, state, and the shared extras (`/stats`,
+/// JSON 404, counters). `token` ends held polls on shutdown.
+pub fn router(feed: Feed, config: Config, token: CancellationToken) -> Router {
+    let state = AppState { feed: feed.clone(), config, token };
+    let router = Router::new()
+        .route("/", get(page))
+        .route("/data", get(poll))
+        .route("/update", axum::routing::post(update))
+        .with_state(state);
+    feed::http::add_stats_and_fallbacks(router, &feed)
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self { hold: HOLD }
-    }
+/// Serves `feed` on `listener` until `token` is cancelled, on the accept loop
+/// every axum lesson shares (`http-serve`). Cancelling also answers every
+/// held poll at once, so shutdown does not wait out the hold.
+pub async fn serve(
+    listener: TcpListener,
+    feed: Feed,
+    config: Config,
+    token: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(feed, config, token.clone());
+    http_serve::serve(listener, app, token, ServeConfig::default()).await
 }
 
-/// What `GET /data` answers.
-///
-/// `data` keeps the notes' shape: the newest payload delivered, or `null`
-/// when the hold ran out with nothing new. The rest lets a careful client
-/// lose nothing: every update after `since` in order, the id to ask from
-/// next, and how many updates it missed for good (the history is bounded).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Poll {
-    /// The newest payload in `updates`, or `null` after a timeout.
-    pub data: Option<serde_json::Value>,
-    /// The id to send as `since` next time.
-    pub id: u64,
-    /// Every update after `since` still in the history, oldest first.
-    pub updates: Vec<Update>,
-    /// Updates after `since` that fell out of the history: lost to this
-    /// client. Non-zero means "you were away too long".
-    pub missed: u64,
-}
-
+/// What every handler gets: the feed, the settings, and the token that
+/// ends held polls on shutdown.
 #[derive(Debug, Clone)]
 struct AppState {
     feed: Feed,
@@ -86,34 +69,12 @@ struct AppState {
     token: CancellationToken,
 }
 
-/// The whole application: routes, state, and the shared extras (`/stats`,
-/// JSON 404, counters). `token` ends held polls on shutdown.
-pub fn app(feed: Feed, config: Config, token: CancellationToken) -> Router {
-    let state = AppState { feed: feed.clone(), config, token };
-    let router = Router::new()
-        .route("/", get(page))
-        .route("/data", get(poll))
-        .route("/update", axum::routing::post(update))
-        .with_state(state);
-    feed::finish(router, &feed)
-}
-
-/// Serves `feed` on `listener` until `token` is cancelled.
-pub async fn run(
-    listener: TcpListener,
-    feed: Feed,
-    config: Config,
-    token: CancellationToken,
-) -> std::io::Result<()> {
-    feed::serve(listener, app(feed, config, token.clone()), token).await
-}
-
 /// `GET /data[?since=ID]`: the query checked, then [`wait_for_news`].
 async fn poll(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Poll>, FeedError> {
-    let since = feed::parse_since(query.as_deref())?;
+    let since = feed::http::parse_since(query.as_deref())?;
     Ok(Json(wait_for_news(&app.feed, since, app.config.hold, &app.token).await?))
 }
 
@@ -172,12 +133,12 @@ async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Update>, FeedError> {
-    let data = feed::read_update(&headers, body).await?;
+    let data = feed::http::read_update(&headers, body).await?;
     Ok(Json((*app.feed.publish(data)).clone()))
 }
 
 async fn page() -> Html<String> {
-    feed::page(
+    feed::http::page(
         "long polling",
         r#"// Ask, wait for the answer (the server holds it), show it, ask again at once.
 // Starting from id 0 shows the history first.
@@ -196,6 +157,25 @@ let since = 0;
   }
 })();"#,
     )
+}
+
+/// What `GET /data` answers.
+///
+/// `data` keeps the notes' shape: the newest payload delivered, or `null`
+/// when the hold ran out with nothing new. The rest lets a careful client
+/// lose nothing: every update after `since` in order, the id to ask from
+/// next, and how many updates it missed for good (the history is bounded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Poll {
+    /// The newest payload in `updates`, or `null` after a timeout.
+    pub data: Option<serde_json::Value>,
+    /// The id to send as `since` next time.
+    pub id: u64,
+    /// Every update after `since` still in the history, oldest first.
+    pub updates: Vec<Update>,
+    /// Updates after `since` that fell out of the history: lost to this
+    /// client. Non-zero means "you were away too long".
+    pub missed: u64,
 }
 
 /// What a [`follow`] run saw, for the demo and the benchmark.
@@ -263,4 +243,33 @@ pub async fn follow(
     }
     report.connections += client.connections;
     Ok(report)
+}
+
+/// Where `serve` listens by default (loopback only).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7091";
+
+/// How long the server holds a request with nothing new before answering
+/// `{"data": null}`. Shorter than the 30 to 60 second idle timeouts common in
+/// proxies and load balancers, so an idle hold is answered by us rather than
+/// cut by something in between with an error page.
+pub const HOLD: Duration = Duration::from_secs(25);
+
+/// How much longer than the hold the client waits for an answer before it
+/// gives up on the request: the hold plus a network round trip or two.
+pub const CLIENT_MARGIN: Duration = Duration::from_secs(5);
+
+/// What the server is configured with. Tests shorten the hold.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a poll with nothing new is held before it is answered
+    /// `{"data": null}`. Default [`HOLD`], 25 s: under the 30 to 60 s after
+    /// which proxies cut a silent request, so the hold ends with our answer
+    /// rather than their error page.
+    pub hold: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { hold: HOLD }
+    }
 }

@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
             println!("long-polling server on http://{addr}/ (hold {hold_secs}s); Ctrl-C stops it");
             println!("try: curl 'http://{addr}/data?since=0'");
             let config = Config { hold: Duration::from_secs(hold_secs) };
-            long_polling::run(listener, Feed::default(), config, token).await?;
+            long_polling::serve(listener, Feed::default(), config, token).await?;
             println!("stopped");
             Ok(())
         }
@@ -94,7 +94,7 @@ async fn demo() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(harness::EPHEMERAL).await?;
     let addr = listener.local_addr()?;
     let server =
-        tokio::spawn(long_polling::run(listener, feed.clone(), Config { hold }, token.clone()));
+        tokio::spawn(long_polling::serve(listener, feed.clone(), Config { hold }, token.clone()));
     let tap = WireTap::start(addr)?;
     println!(
         "server on {addr} (hold {hold:?}); the follower connects through a wire tap on {}",
@@ -126,11 +126,11 @@ async fn demo() -> anyhow::Result<()> {
     );
 
     println!("the first poll and its answer, as they crossed the wire:");
-    feed::demo::print_exchange(&tap, 0, 0, 2);
+    harness::narrate::print_exchange(&tap, 0, 0, 2);
     println!("\nthe poll that was held through the quiet spell, answered when the hold ran out:");
-    feed::demo::print_answer_containing(&tap, "\"updates\":[]");
+    harness::narrate::print_answer_containing(&tap, "\"updates\":[]");
     println!();
-    feed::demo::print_cost("long polling", tap.stats(), report.requests, report.updates);
+    harness::narrate::print_cost("long polling", tap.stats(), report.requests, report.updates);
     println!("server counters: {:?}", feed.stats());
     token.cancel();
     harness::within(Duration::from_secs(10), "the server to stop", server).await??;

@@ -13,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn start(feed: &Feed, hold: Duration) -> TaskServer<std::io::Result<()>> {
     let feed = feed.clone();
     TaskServer::start(move |listener, token| {
-        long_polling::run(listener, feed, Config { hold }, token)
+        long_polling::serve(listener, feed, Config { hold }, token)
     })
     .await
     .expect("binding 127.0.0.1:0")
@@ -127,7 +127,7 @@ async fn without_since_the_poll_waits_for_the_next_update_as_in_the_notes() {
     let resp = within(WAIT, "the POST", exchange(addr, req.as_bytes())).await.expect("POST");
     assert_eq!(resp.status, 200, "{}", resp.text());
     let poll = poll_of(&within(WAIT, "the answer", held).await.expect("task").expect("GET"));
-    assert_eq!(poll.data, Some(json!(feed::EMPTY_UPDATE)));
+    assert_eq!(poll.data, Some(json!(feed::http::EMPTY_UPDATE)));
     assert_eq!(poll.id, 2);
     server.shutdown().await.expect("clean shutdown");
 }
@@ -251,7 +251,7 @@ async fn bad_input_gets_json_errors() {
     assert!(msg.contains("restarted"), "{msg}");
     json_error(&get(addr, "/nope").await.expect("GET"), 404);
 
-    let big = vec![b'1'; feed::MAX_UPDATE_BYTES + 1];
+    let big = vec![b'1'; feed::http::MAX_UPDATE_BYTES + 1];
     json_error(&exchange(addr, &post(addr, "application/json", &big)).await.expect("POST"), 413);
     json_error(
         &exchange(addr, &post(addr, "application/json", b"{not json")).await.expect("POST"),

@@ -22,13 +22,16 @@
 //! * `cargo run -p rest-todo -- client list` (or `add TASK`, `get ID`,
 //!   `done ID`, `rm ID`): the lesson's own client against a running server.
 //!
-//! The storage is in [`store`]; the HTTP client used by the demo, the tests and
-//! the benchmark is [`Client`], at the end of this file.
+//! This file reads top to bottom as the chapter does: the router and its
+//! handlers, serving, then the types, the one error shape and the extractors
+//! that make the handlers short, and the limits. The storage is in [`store`];
+//! the HTTP client used by the demo, the tests and the benchmark is
+//! [`Client`], in [`client`].
 
+pub mod client;
 pub mod store;
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -44,39 +47,206 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use client::{Client, HttpResponse};
 pub use store::{Expect, MAX_TODOS, MemoryStore, Page, SqliteStore, Store, StoreError};
 
-/// Where `serve` listens unless told otherwise: loopback only, the lesson's port.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:7095";
+// ---------------------------------------------------------------------------
+// The router and the handlers.
+// ---------------------------------------------------------------------------
 
-/// The largest request body accepted. The longest valid todo is 500
-/// characters, about 2 KB of UTF-8 at worst (a little more with JSON
-/// escapes); 16 KiB leaves plenty of room and still refuses a client sending
-/// megabytes (413) before the server buffers them.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The whole API. Two paths, six handlers, two fallbacks: one for a method a
+/// path does not have (405, axum adds the `Allow` header), one for a path
+/// that does not exist (404). Both answer in the same JSON as everything else.
+pub fn router<S: Store>(store: S) -> Router {
+    Router::new()
+        .route("/todos", get(list_todos::<S>).post(create_todo::<S>))
+        .route(
+            "/todos/{id}",
+            get(get_todo::<S>)
+                .put(replace_todo::<S>)
+                .patch(patch_todo::<S>)
+                .delete(delete_todo::<S>),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_such_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(store)
+}
 
-/// The longest task, in characters (not bytes: "ü" counts once). Long enough
-/// for any real todo, short enough that a list page stays small.
-pub const MAX_TASK_CHARS: usize = 500;
+/// `GET /todos`: a JSON array (the notes' shape), in id order, filtered and
+/// paged. `X-Total-Count` says how many matched in all, so a client knows
+/// whether to ask for the next page.
+async fn list_todos<S: Store>(
+    State(store): State<S>,
+    Params(query): Params<ListQuery>,
+) -> Result<Response, ApiError> {
+    if query.limit() > MAX_PAGE {
+        let detail = format!("limit must be at most {MAX_PAGE}, not {}", query.limit());
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad query", detail));
+    }
+    let page = store.list(query).await?;
+    Ok(([("x-total-count", page.total.to_string())], Json(page.items)).into_response())
+}
 
-/// How many todos a listing returns when the client does not say `limit`.
-/// The notes returned everything; an unbounded response grows with the data,
-/// so a bound is there from the start, set high enough that a notes-era
-/// client with a short list sees all of it.
-pub const DEFAULT_PAGE: usize = 100;
+/// `GET /todos/{id}`: the todo and its `ETag`, or 404.
+async fn get_todo<S: Store>(
+    State(store): State<S>,
+    TodoId(id): TodoId,
+) -> Result<Response, ApiError> {
+    let todo = store.get(id).await?.ok_or(StoreError::NotFound(id))?;
+    Ok(with_etag(StatusCode::OK, todo))
+}
 
-/// The largest `limit` a client may ask for: one page must stay a bounded
-/// amount of work and memory however many todos there are.
-pub const MAX_PAGE: usize = 1000;
+/// `POST /todos`: 201 Created, the new todo in the body, and `Location`
+/// saying where it now lives (so the client need not build URLs itself).
+async fn create_todo<S: Store>(
+    State(store): State<S>,
+    Body(new): Body<NewTodo>,
+) -> Result<Response, ApiError> {
+    check_task(&new.task)?;
+    let todo = store.create(new.task, new.completed).await?;
+    let location = format!("/todos/{}", todo.id);
+    let mut response = with_etag(StatusCode::CREATED, todo);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
 
-/// After Ctrl-C, how long open requests get to finish before `serve` returns
-/// anyway. A client that stalls mid-request must not hold the process forever.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// `PUT /todos/{id}`: replace both fields. 404 if there is no such todo: ids
+/// are the server's to give, so a `PUT` never creates one.
+async fn replace_todo<S: Store>(
+    State(store): State<S>,
+    TodoId(id): TodoId,
+    headers: HeaderMap,
+    Body(new): Body<ReplaceTodo>,
+) -> Result<Response, ApiError> {
+    check_task(&new.task)?;
+    let change = Change { task: Some(new.task), completed: Some(new.completed) };
+    let todo = store.update(id, if_match(&headers), change).await?;
+    Ok(with_etag(StatusCode::OK, todo))
+}
 
-/// Connections served at once (see `http_serve::MAX_CONNECTIONS`). Lower
-/// than the feed lessons' default: an API client makes a request and goes,
-/// and 512 kept-alive connections is a lot of clients for one process.
-pub const MAX_CONNECTIONS: usize = 512;
+/// `PATCH /todos/{id}`: change only the fields given.
+async fn patch_todo<S: Store>(
+    State(store): State<S>,
+    TodoId(id): TodoId,
+    headers: HeaderMap,
+    Body(change): Body<Change>,
+) -> Result<Response, ApiError> {
+    if let Some(task) = &change.task {
+        check_task(task)?;
+    }
+    let todo = store.update(id, if_match(&headers), change).await?;
+    Ok(with_etag(StatusCode::OK, todo))
+}
+
+/// `DELETE /todos/{id}`: 204 No Content, or 404. Deleting twice is a 404 the
+/// second time; the state is the same either way (DELETE is idempotent), only
+/// the answer says whether this request was the one that removed it.
+async fn delete_todo<S: Store>(
+    State(store): State<S>,
+    TodoId(id): TodoId,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    store.delete(id, if_match(&headers)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    let detail =
+        format!("{method} is not allowed on {}; the Allow header lists what is", uri.path());
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", detail)
+}
+
+async fn no_such_route(uri: Uri) -> ApiError {
+    let detail = format!("nothing lives at {}; try /todos", uri.path());
+    ApiError::new(StatusCode::NOT_FOUND, "no such route", detail)
+}
+
+/// Serde has checked the type; this checks the value. Too short or too long
+/// is 422 too: the JSON is well formed, its content is not acceptable.
+fn check_task(task: &str) -> Result<(), ApiError> {
+    let invalid =
+        |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid todo", detail);
+    if task.trim().is_empty() {
+        return Err(invalid("task must not be empty".into()));
+    }
+    // A task is one line of text. NUL, a newline or an escape sequence
+    // (`\u001b[2J` clears a terminal) in it is a client bug or an attack on
+    // whoever prints the list later, so it is refused rather than stored.
+    if let Some(c) = task.chars().find(|c| c.is_control()) {
+        return Err(invalid(format!("task must not contain control characters (found {c:?})")));
+    }
+    let chars = task.chars().count();
+    if chars > MAX_TASK_CHARS {
+        return Err(invalid(format!(
+            "task is {chars} characters, at most {MAX_TASK_CHARS} allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads `If-Match`. Absent or `*`: no condition. Otherwise a list of entity
+/// tags, `"v3"` or `"v3", "v4"`; anything that is not one of ours (a weak tag
+/// `W/"v3"`, which If-Match must never match, or garbage) can match no current
+/// version, so it is kept as a condition that fails: the client gets 412 and
+/// refetches, which is the safe side.
+fn if_match(headers: &HeaderMap) -> Expect {
+    let values: Vec<&str> = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if headers.get(header::IF_MATCH).is_none() || values.contains(&"*") {
+        return Expect::Any;
+    }
+    let versions = values
+        .iter()
+        .filter_map(|tag| tag.strip_prefix("\"v")?.strip_suffix('"')?.parse().ok())
+        .collect();
+    Expect::OneOf(versions)
+}
+
+fn with_etag(status: StatusCode, todo: Todo) -> Response {
+    let etag =
+        HeaderValue::from_str(&todo.etag()).expect("\"v\" + digits + '\"' is a valid header value");
+    let mut response = (status, Json(todo)).into_response();
+    response.headers_mut().insert(header::ETAG, etag);
+    response
+}
+
+// ---------------------------------------------------------------------------
+// Serving, with graceful shutdown.
+// ---------------------------------------------------------------------------
+
+/// Serves the API on `listener` until `token` is cancelled, then stops
+/// accepting, lets requests in flight finish (idle keep-alive connections are
+/// closed at once), and returns. If some request is still going after
+/// [`SHUTDOWN_GRACE`], it returns anyway and the runtime drops the rest.
+///
+/// The loop is the `http-serve` crate's (chapter 10 walks through it): a
+/// header-read timeout, at most [`MAX_CONNECTIONS`], and Nagle off, since
+/// every answer is one complete write.
+pub async fn serve<S: Store>(
+    listener: TcpListener,
+    store: S,
+    token: CancellationToken,
+) -> io::Result<()> {
+    let config = ServeConfig {
+        max_connections: MAX_CONNECTIONS,
+        shutdown_grace: SHUTDOWN_GRACE,
+        nodelay: true,
+        ..ServeConfig::default()
+    };
+    http_serve::serve(listener, router(store), token, config).await
+}
+
+// ---------------------------------------------------------------------------
+// The types on the wire: a todo, and the bodies and query a client sends.
+// ---------------------------------------------------------------------------
 
 /// A todo as it is stored and sent. `version` is not in the JSON (the notes'
 /// shape stays exactly `{"id","task","completed"}`); it travels in the `ETag`
@@ -348,271 +518,46 @@ impl<S: Send + Sync> FromRequestParts<S> for TodoId {
 }
 
 // ---------------------------------------------------------------------------
-// The router and the handlers.
+// Limits, each with the reason for its value.
 // ---------------------------------------------------------------------------
 
-/// The whole API. Two paths, six handlers, two fallbacks: one for a method a
-/// path does not have (405, axum adds the `Allow` header), one for a path
-/// that does not exist (404). Both answer in the same JSON as everything else.
-pub fn router<S: Store>(store: S) -> Router {
-    Router::new()
-        .route("/todos", get(list_todos::<S>).post(create_todo::<S>))
-        .route(
-            "/todos/{id}",
-            get(get_todo::<S>)
-                .put(replace_todo::<S>)
-                .patch(patch_todo::<S>)
-                .delete(delete_todo::<S>),
-        )
-        .method_not_allowed_fallback(method_not_allowed)
-        .fallback(no_such_route)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(store)
-}
+/// Where `serve` listens unless told otherwise: loopback only, the lesson's port.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7095";
 
-/// `GET /todos`: a JSON array (the notes' shape), in id order, filtered and
-/// paged. `X-Total-Count` says how many matched in all, so a client knows
-/// whether to ask for the next page.
-async fn list_todos<S: Store>(
-    State(store): State<S>,
-    Params(query): Params<ListQuery>,
-) -> Result<Response, ApiError> {
-    if query.limit() > MAX_PAGE {
-        let detail = format!("limit must be at most {MAX_PAGE}, not {}", query.limit());
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad query", detail));
-    }
-    let page = store.list(query).await?;
-    Ok(([("x-total-count", page.total.to_string())], Json(page.items)).into_response())
-}
+/// The largest request body accepted: room for the longest valid todo,
+/// [`LONGEST_TODO_JSON`] bytes, with some to spare, while a client sending
+/// megabytes is refused (413) before the server buffers them.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// `GET /todos/{id}`: the todo and its `ETag`, or 404.
-async fn get_todo<S: Store>(
-    State(store): State<S>,
-    TodoId(id): TodoId,
-) -> Result<Response, ApiError> {
-    let todo = store.get(id).await?.ok_or(StoreError::NotFound(id))?;
-    Ok(with_etag(StatusCode::OK, todo))
-}
+/// The longest a valid todo's body can be: a task of [`MAX_TASK_CHARS`]
+/// characters, each spelled in JSON the longest way there is (a character
+/// outside the Basic Multilingual Plane as two `\uXXXX` escapes, twelve
+/// bytes), and `"completed"`. Whitespace between the tokens could make any
+/// body longer, but no client writes a todo that way.
+pub const LONGEST_TODO_JSON: usize =
+    MAX_TASK_CHARS * r"\ud83d\ude00".len() + r#"{"task":"","completed":false}"#.len();
+const _: () =
+    assert!(LONGEST_TODO_JSON <= MAX_BODY_BYTES, "a valid todo would be refused as too large");
 
-/// `POST /todos`: 201 Created, the new todo in the body, and `Location`
-/// saying where it now lives (so the client need not build URLs itself).
-async fn create_todo<S: Store>(
-    State(store): State<S>,
-    Body(new): Body<NewTodo>,
-) -> Result<Response, ApiError> {
-    check_task(&new.task)?;
-    let todo = store.create(new.task, new.completed).await?;
-    let location = format!("/todos/{}", todo.id);
-    let mut response = with_etag(StatusCode::CREATED, todo);
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
-}
+/// The longest task, in characters (not bytes: "ü" counts once). Long enough
+/// for any real todo, short enough that a list page stays small.
+pub const MAX_TASK_CHARS: usize = 500;
 
-/// `PUT /todos/{id}`: replace both fields. 404 if there is no such todo: ids
-/// are the server's to give, so a `PUT` never creates one.
-async fn replace_todo<S: Store>(
-    State(store): State<S>,
-    TodoId(id): TodoId,
-    headers: HeaderMap,
-    Body(new): Body<ReplaceTodo>,
-) -> Result<Response, ApiError> {
-    check_task(&new.task)?;
-    let change = Change { task: Some(new.task), completed: Some(new.completed) };
-    let todo = store.update(id, if_match(&headers), change).await?;
-    Ok(with_etag(StatusCode::OK, todo))
-}
+/// How many todos a listing returns when the client does not say `limit`.
+/// The notes returned everything; an unbounded response grows with the data,
+/// so a bound is there from the start, set high enough that a notes-era
+/// client with a short list sees all of it.
+pub const DEFAULT_PAGE: usize = 100;
 
-/// `PATCH /todos/{id}`: change only the fields given.
-async fn patch_todo<S: Store>(
-    State(store): State<S>,
-    TodoId(id): TodoId,
-    headers: HeaderMap,
-    Body(change): Body<Change>,
-) -> Result<Response, ApiError> {
-    if let Some(task) = &change.task {
-        check_task(task)?;
-    }
-    let todo = store.update(id, if_match(&headers), change).await?;
-    Ok(with_etag(StatusCode::OK, todo))
-}
+/// The largest `limit` a client may ask for: one page must stay a bounded
+/// amount of work and memory however many todos there are.
+pub const MAX_PAGE: usize = 1000;
 
-/// `DELETE /todos/{id}`: 204 No Content, or 404. Deleting twice is a 404 the
-/// second time; the state is the same either way (DELETE is idempotent), only
-/// the answer says whether this request was the one that removed it.
-async fn delete_todo<S: Store>(
-    State(store): State<S>,
-    TodoId(id): TodoId,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    store.delete(id, if_match(&headers)).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
+/// After Ctrl-C, how long open requests get to finish before `serve` returns
+/// anyway. A client that stalls mid-request must not hold the process forever.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    let detail =
-        format!("{method} is not allowed on {}; the Allow header lists what is", uri.path());
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", detail)
-}
-
-async fn no_such_route(uri: Uri) -> ApiError {
-    let detail = format!("nothing lives at {}; try /todos", uri.path());
-    ApiError::new(StatusCode::NOT_FOUND, "no such route", detail)
-}
-
-/// Serde has checked the type; this checks the value. Too short or too long
-/// is 422 too: the JSON is well formed, its content is not acceptable.
-fn check_task(task: &str) -> Result<(), ApiError> {
-    let invalid =
-        |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid todo", detail);
-    if task.trim().is_empty() {
-        return Err(invalid("task must not be empty".into()));
-    }
-    // A task is one line of text. NUL, a newline or an escape sequence
-    // (`\u001b[2J` clears a terminal) in it is a client bug or an attack on
-    // whoever prints the list later, so it is refused rather than stored.
-    if let Some(c) = task.chars().find(|c| c.is_control()) {
-        return Err(invalid(format!("task must not contain control characters (found {c:?})")));
-    }
-    let chars = task.chars().count();
-    if chars > MAX_TASK_CHARS {
-        return Err(invalid(format!(
-            "task is {chars} characters, at most {MAX_TASK_CHARS} allowed"
-        )));
-    }
-    Ok(())
-}
-
-/// Reads `If-Match`. Absent or `*`: no condition. Otherwise a list of entity
-/// tags, `"v3"` or `"v3", "v4"`; anything that is not one of ours (a weak tag
-/// `W/"v3"`, which If-Match must never match, or garbage) can match no current
-/// version, so it is kept as a condition that fails: the client gets 412 and
-/// refetches, which is the safe side.
-fn if_match(headers: &HeaderMap) -> Expect {
-    let values: Vec<&str> = headers
-        .get_all(header::IF_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    if headers.get(header::IF_MATCH).is_none() || values.contains(&"*") {
-        return Expect::Any;
-    }
-    let versions = values
-        .iter()
-        .filter_map(|tag| tag.strip_prefix("\"v")?.strip_suffix('"')?.parse().ok())
-        .collect();
-    Expect::OneOf(versions)
-}
-
-fn with_etag(status: StatusCode, todo: Todo) -> Response {
-    let etag =
-        HeaderValue::from_str(&todo.etag()).expect("\"v\" + digits + '\"' is a valid header value");
-    let mut response = (status, Json(todo)).into_response();
-    response.headers_mut().insert(header::ETAG, etag);
-    response
-}
-
-// ---------------------------------------------------------------------------
-// Serving, with graceful shutdown.
-// ---------------------------------------------------------------------------
-
-/// Serves the API on `listener` until `token` is cancelled, then stops
-/// accepting, lets requests in flight finish (idle keep-alive connections are
-/// closed at once), and returns. If some request is still going after
-/// [`SHUTDOWN_GRACE`], it returns anyway and the runtime drops the rest.
-///
-/// The loop is the `http-serve` crate's (chapter 10 walks through it): a
-/// header-read timeout, at most [`MAX_CONNECTIONS`], and Nagle off, since
-/// every answer is one complete write.
-pub async fn serve<S: Store>(
-    listener: TcpListener,
-    store: S,
-    token: CancellationToken,
-) -> io::Result<()> {
-    let config = ServeConfig {
-        max_connections: MAX_CONNECTIONS,
-        shutdown_grace: SHUTDOWN_GRACE,
-        nodelay: true,
-        ..ServeConfig::default()
-    };
-    http_serve::serve(listener, router(store), token, config).await
-}
-
-// ---------------------------------------------------------------------------
-// The client: plain HTTP/1.1 over one kept-alive connection.
-// ---------------------------------------------------------------------------
-
-pub use harness::http::Response as HttpResponse;
-
-/// A small HTTP client for this API, over one persistent connection. It
-/// writes requests by hand (the bytes are what you would type into `nc`) and
-/// reads responses with the harness's raw parser, so nothing is hidden: the
-/// demo prints exactly what crossed the wire.
-#[derive(Debug)]
-pub struct Client {
-    addr: SocketAddr,
-    conn: harness::http::HttpConn,
-}
-
-impl Client {
-    /// Connects to the API at `addr`.
-    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        Ok(Self { addr, conn: harness::http::HttpConn::connect(addr).await? })
-    }
-
-    /// Sends one request with the given extra headers and body (sent as is,
-    /// with a `Content-Length`) and reads the response.
-    pub async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<HttpResponse> {
-        let bytes = self.request_bytes(method, path, headers, body);
-        self.conn.send(&bytes).await?;
-        self.conn.read_response(method == "HEAD").await
-    }
-
-    /// The exact bytes [`Client::send`] writes for this request: the request
-    /// line, `Host`, the given headers, `Content-Length` when there is a body
-    /// (or the method expects one), a blank line, the body.
-    pub fn request_bytes(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Vec<u8> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
-        for (name, value) in headers {
-            req.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
-            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        bytes
-    }
-
-    /// A request with a JSON body (and `Content-Type: application/json`).
-    pub async fn json(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: &serde_json::Value,
-    ) -> io::Result<HttpResponse> {
-        let body = body.to_string();
-        self.send(method, path, &[("Content-Type", "application/json")], body.as_bytes()).await
-    }
-
-    /// `GET path`.
-    pub async fn get(&mut self, path: &str) -> io::Result<HttpResponse> {
-        self.send("GET", path, &[], b"").await
-    }
-}
+/// Connections served at once (see `http_serve::MAX_CONNECTIONS`). Lower
+/// than the feed lessons' default: an API client makes a request and goes,
+/// and 512 kept-alive connections is a lot of clients for one process.
+pub const MAX_CONNECTIONS: usize = 512;

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 
 use common::{TempDb, assert_error, ids, json, start};
 use rest_todo::{
-    Client, MAX_BODY_BYTES, MAX_PAGE, MAX_TASK_CHARS, MemoryStore, SqliteStore, Store,
+    Client, LONGEST_TODO_JSON, MAX_BODY_BYTES, MAX_PAGE, MAX_TASK_CHARS, MemoryStore, SqliteStore,
+    Store,
 };
 use serde_json::json;
 
@@ -259,6 +260,13 @@ async fn bad_bodies_get_their_own_status<S: Store>(store: S) {
     // The longest allowed task, counted in characters (é is two bytes).
     let longest = json!({"task": "é".repeat(MAX_TASK_CHARS)});
     assert_eq!(c.json("POST", "/todos", &longest).await.expect("POST").status, 201);
+    // And the longest a valid todo can be spelled: every character outside
+    // the BMP, each written as two `\uXXXX` escapes (LONGEST_TODO_JSON).
+    let escaped =
+        format!(r#"{{"task":"{}","completed":false}}"#, r"\ud83d\ude00".repeat(MAX_TASK_CHARS));
+    assert_eq!(escaped.len(), LONGEST_TODO_JSON);
+    let resp = c.send("POST", "/todos", &ct, escaped.as_bytes()).await.expect("POST");
+    assert_eq!(resp.status, 201, "{}", resp.text());
 
     // Too large: refused with 413 once more than MAX_BODY_BYTES have arrived.
     let mut huge = b"{\"task\": \"".to_vec();
@@ -270,8 +278,8 @@ async fn bad_bodies_get_their_own_status<S: Store>(store: S) {
         "body too large",
     );
 
-    // Nothing invalid was stored.
-    assert_eq!(ids(&c.get("/todos").await.expect("GET")), vec![1]);
+    // Nothing invalid was stored: only the two longest valid todos.
+    assert_eq!(ids(&c.get("/todos").await.expect("GET")), vec![1, 2]);
     server.shutdown().await.expect("clean shutdown");
 }
 

@@ -30,74 +30,33 @@ use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use feed::client::{ClientError, HttpClient};
 use feed::{Feed, FeedError, Update};
+use http_serve::ServeConfig;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-/// Where `serve` listens by default (loopback only).
-pub const DEFAULT_ADDR: &str = "127.0.0.1:7090";
-
-/// How often the client asks, unless told otherwise. The trade is stated in
-/// the chapter: the average delay of an update is half of this, and the
-/// request rate of an idle feed is one over it, per client.
-pub const INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long the client waits for one answer. The server answers at once, so
-/// anything slower means a dead connection or a sick server.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What `GET /data` answers (the same shape as the long-polling lesson, so
-/// the chapters compare like with like). `data` keeps the notes' shape: the
-/// newest payload in `updates`, or `null` when there is nothing newer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Poll {
-    /// The newest payload delivered, or `null`.
-    pub data: Option<serde_json::Value>,
-    /// The id to send as `since` next time.
-    pub id: u64,
-    /// Every update after `since` still in the history, oldest first.
-    pub updates: Vec<Update>,
-    /// Updates after `since` that fell out of the bounded history.
-    pub missed: u64,
-}
-
 /// The whole application: routes, state, and the shared extras (`/stats`,
 /// JSON 404, counters). Nothing is held open, so shutdown needs nothing
 /// special; `serve` still takes the token to stop accepting.
-pub fn app(feed: Feed) -> Router {
+pub fn router(feed: Feed) -> Router {
     let router = Router::new()
         .route("/", get(page))
         .route("/data", get(poll))
         .route("/update", post(update))
         .with_state(feed.clone());
-    feed::finish(router, &feed)
+    feed::http::add_stats_and_fallbacks(router, &feed)
 }
 
-/// Serves `feed` on `listener` until `token` is cancelled.
-pub async fn run(
+/// Serves `feed` on `listener` until `token` is cancelled, on the accept loop
+/// every axum lesson shares (`http-serve`: timeouts, a connection cap,
+/// graceful shutdown).
+pub async fn serve(
     listener: TcpListener,
     feed: Feed,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    feed::serve(listener, app(feed), token).await
-}
-
-/// The feed's version as an entity tag: the newest id, quoted. For one URL
-/// (`/data?since=7`, say) the answer changes exactly when a new update is
-/// published, so the newest id is a faithful version of it.
-pub fn etag(newest: u64) -> String {
-    format!("\"{newest}\"")
-}
-
-/// Whether an `If-None-Match` header names the current tag. The header may
-/// list several tags, and weak tags (`W/"7"`) count: for "has it changed?"
-/// a weak match is enough (RFC 9110, section 13.1.2).
-fn not_modified(headers: &HeaderMap, current: &str) -> bool {
-    let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == current)
+    http_serve::serve(listener, router(feed), token, ServeConfig::default()).await
 }
 
 /// `GET /data[?since=ID]`: answer at once, or `304` if the client already
@@ -107,7 +66,7 @@ async fn poll(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, FeedError> {
-    let since = feed::parse_since(query.as_deref())?;
+    let since = feed::http::parse_since(query.as_deref())?;
     // Read the version once, and build the answer from the same moment, so
     // the tag we send always describes the body we send.
     let newest = feed.newest_id();
@@ -142,18 +101,35 @@ async fn poll(
     Ok(([(header::ETAG, etag_header), (header::CACHE_CONTROL, cache)], Json(body)).into_response())
 }
 
+/// The feed's version as an entity tag: the newest id, quoted. For one URL
+/// (`/data?since=7`, say) the answer changes exactly when a new update is
+/// published, so the newest id is a faithful version of it.
+pub fn etag(newest: u64) -> String {
+    format!("\"{newest}\"")
+}
+
+/// Whether an `If-None-Match` header names the current tag. The header may
+/// list several tags, and weak tags (`W/"7"`) count: for "has it changed?"
+/// a weak match is enough (RFC 9110, section 13.1.2).
+fn not_modified(headers: &HeaderMap, current: &str) -> bool {
+    let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == current)
+}
+
 /// `POST /update`: check the body, publish it.
 async fn update(
     State(feed): State<Feed>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Update>, FeedError> {
-    let data = feed::read_update(&headers, body).await?;
+    let data = feed::http::read_update(&headers, body).await?;
     Ok(Json((*feed.publish(data)).clone()))
 }
 
 async fn page() -> Html<String> {
-    feed::page(
+    feed::http::page(
         "short polling",
         r#"// Ask every second, from id 0 so the page starts with the history. The
 // browser's HTTP cache adds If-None-Match by itself when a URL repeats (the
@@ -177,9 +153,24 @@ setInterval(pollOnce, 1000);"#,
     )
 }
 
-/// What a [`poll_feed`] run saw.
+/// What `GET /data` answers (the same shape as the long-polling lesson, so
+/// the chapters compare like with like). `data` keeps the notes' shape: the
+/// newest payload in `updates`, or `null` when there is nothing newer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Poll {
+    /// The newest payload delivered, or `null`.
+    pub data: Option<serde_json::Value>,
+    /// The id to send as `since` next time.
+    pub id: u64,
+    /// Every update after `since` still in the history, oldest first.
+    pub updates: Vec<Update>,
+    /// Updates after `since` that fell out of the bounded history.
+    pub missed: u64,
+}
+
+/// What a [`follow`] run saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PollReport {
+pub struct FollowReport {
     /// Requests made.
     pub requests: u64,
     /// Of those, answered `304 Not Modified`.
@@ -198,7 +189,7 @@ pub struct PollReport {
 /// for each new update, until `want` updates arrived or `token` is
 /// cancelled. With `use_etag`, each request carries the last `ETag` in
 /// `If-None-Match`, so "nothing new" comes back as a bodiless 304.
-pub async fn poll_feed(
+pub async fn follow(
     addr: SocketAddr,
     mut since: u64,
     interval: Duration,
@@ -206,9 +197,9 @@ pub async fn poll_feed(
     want: u64,
     token: CancellationToken,
     mut on_update: impl FnMut(&Update),
-) -> Result<PollReport, ClientError> {
+) -> Result<FollowReport, ClientError> {
     let mut client = HttpClient::new(addr);
-    let mut report = PollReport::default();
+    let mut report = FollowReport::default();
     let mut tag: Option<String> = None;
     let mut ticks = tokio::time::interval(interval);
     // A slow answer pushes the next poll back instead of causing a burst.
@@ -253,3 +244,15 @@ pub async fn poll_feed(
     report.connections = client.connections;
     Ok(report)
 }
+
+/// Where `serve` listens by default (loopback only).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7090";
+
+/// How often the client asks, unless told otherwise. The trade is stated in
+/// the chapter: the average delay of an update is half of this, and the
+/// request rate of an idle feed is one over it, per client.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the client waits for one answer. The server answers at once, so
+/// anything slower means a dead connection or a sick server.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

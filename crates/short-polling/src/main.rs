@@ -63,13 +63,13 @@ async fn main() -> anyhow::Result<()> {
             let token = harness::ctrl_c_token();
             println!("short-polling server on http://{addr}/; Ctrl-C stops it");
             println!("try: curl -i 'http://{addr}/data?since=0'");
-            short_polling::run(listener, Feed::default(), token).await?;
+            short_polling::serve(listener, Feed::default(), token).await?;
             println!("stopped");
             Ok(())
         }
         Some(Command::Client { addr, interval_ms, no_etag, updates }) => {
             let token = harness::ctrl_c_token();
-            let report = short_polling::poll_feed(
+            let report = short_polling::follow(
                 addr,
                 0,
                 Duration::from_millis(interval_ms),
@@ -99,14 +99,14 @@ async fn demo() -> anyhow::Result<()> {
     let token = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(harness::EPHEMERAL).await?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(short_polling::run(listener, feed.clone(), token.clone()));
+    let server = tokio::spawn(short_polling::serve(listener, feed.clone(), token.clone()));
     let (plain_tap, etag_tap) = (WireTap::start(addr)?, WireTap::start(addr)?);
     println!("server on {addr}; two pollers ask every {interval:?}, each through its own wire tap");
 
     let start = Instant::now();
     let spawn_poller = |tap: &WireTap, use_etag: bool| {
         let who = if use_etag { "etag " } else { "plain" };
-        tokio::spawn(short_polling::poll_feed(
+        tokio::spawn(short_polling::follow(
             tap.addr(),
             0,
             interval,
@@ -137,17 +137,22 @@ async fn demo() -> anyhow::Result<()> {
     println!("\nplain: {plain:?}\netag:  {etag:?}\n");
 
     println!("an idle poll without ETag: the full answer every time");
-    feed::demo::print_answer_containing(&plain_tap, "\"updates\":[]");
+    harness::narrate::print_answer_containing(&plain_tap, "\"updates\":[]");
     println!("\nthe same poll with If-None-Match: 304, headers only");
-    feed::demo::print_answer_containing(&etag_tap, "304 Not Modified");
+    harness::narrate::print_answer_containing(&etag_tap, "304 Not Modified");
     println!();
-    feed::demo::print_cost(
+    harness::narrate::print_cost(
         "short polling, plain",
         plain_tap.stats(),
         plain.requests,
         plain.updates,
     );
-    feed::demo::print_cost("short polling, ETag ", etag_tap.stats(), etag.requests, etag.updates);
+    harness::narrate::print_cost(
+        "short polling, ETag ",
+        etag_tap.stats(),
+        etag.requests,
+        etag.updates,
+    );
     println!("server counters: {:?}", feed.stats());
     token.cancel();
     harness::within(Duration::from_secs(10), "the server to stop", server).await??;

@@ -13,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 async fn start(feed: &Feed) -> TaskServer<std::io::Result<()>> {
     let feed = feed.clone();
-    TaskServer::start(move |listener, token| short_polling::run(listener, feed, token))
+    TaskServer::start(move |listener, token| short_polling::serve(listener, feed, token))
         .await
         .expect("binding 127.0.0.1:0")
 }
@@ -106,7 +106,7 @@ async fn the_poller_counts_requests_against_updates() {
         let feed = Feed::default();
         let server = start(&feed).await;
         let token = harness::CancellationToken::new();
-        let poller = tokio::spawn(short_polling::poll_feed(
+        let poller = tokio::spawn(short_polling::follow(
             server.addr(),
             0,
             Duration::from_millis(10),
@@ -162,7 +162,7 @@ async fn bad_input_gets_json_errors_and_the_page_is_served() {
         r.extend_from_slice(body);
         r
     };
-    let big = vec![b'7'; feed::MAX_UPDATE_BYTES + 1];
+    let big = vec![b'7'; feed::http::MAX_UPDATE_BYTES + 1];
     assert_eq!(
         status_of(&exchange(addr, &post("application/json", &big)).await.expect("POST")),
         (413, 413)

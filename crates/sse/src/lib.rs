@@ -20,9 +20,11 @@
 //! history; a subscriber too slow to read is dropped instead of growing the
 //! server's memory, and comes back with `Last-Event-ID`.
 //!
-//! The event-stream parser the client uses follows the HTML specification;
-//! it lives in the shared harness (`crates/harness/src/sse.rs`) so tests and
-//! benchmarks read streams the same way.
+//! This file is the server, then the client ([`follow`]); the event-stream
+//! parser the client uses, which follows the HTML specification, is
+//! [`parser`], so the tests and the benchmarks read streams the same way.
+
+pub mod parser;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -38,63 +40,20 @@ use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use feed::client::{ClientError, HttpClient};
 use feed::{Feed, FeedError, Subscription, Update};
-use harness::sse::{Event, Parser};
 use http_body_util::BodyExt;
+use http_serve::ServeConfig;
+use parser::{Event, Parser};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-
-/// Where `serve` listens by default (loopback only).
-pub const DEFAULT_ADDR: &str = "127.0.0.1:7092";
-
-/// How often the server writes a comment line on an idle stream. Proxies and
-/// load balancers close connections that stay silent for 30 to 60 seconds,
-/// and a client cannot tell a quiet feed from a dead connection; a comment
-/// every 15 s answers both, for 14 bytes.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// What the stream's `retry:` line asks clients to wait before reconnecting.
-/// Short enough to feel live after a server restart, long enough that a
-/// thousand clients do not hammer a server that is still coming up.
-pub const RETRY: Duration = Duration::from_secs(2);
-
-/// Updates queued for one subscriber before it counts as too slow and is
-/// dropped. Each queued update is an `Arc` (a pointer, the payload is shared),
-/// but a client that stopped reading would let the queue grow forever; 64 is
-/// a burst of publishing well beyond what a live reader falls behind by.
-pub const QUEUE: usize = 64;
-
-/// The server's settings. Tests shorten the durations and the queue.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// See [`KEEP_ALIVE`].
-    pub keep_alive: Duration,
-    /// See [`RETRY`].
-    pub retry: Duration,
-    /// See [`QUEUE`].
-    pub queue: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self { keep_alive: KEEP_ALIVE, retry: RETRY, queue: QUEUE }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct AppState {
-    feed: Feed,
-    config: Config,
-    token: CancellationToken,
-}
 
 /// The whole application: `/events`, `/update`, the page, and the shared
 /// extras (`/stats`, JSON 404, counters). `token` ends the streams.
 ///
 /// Panics if `config.keep_alive` is zero: a stream needs a real interval,
 /// and saying so here, at start, beats a panic on the first subscriber.
-pub fn app(feed: Feed, config: Config, token: CancellationToken) -> Router {
+pub fn router(feed: Feed, config: Config, token: CancellationToken) -> Router {
     assert!(!config.keep_alive.is_zero(), "sse::Config::keep_alive must be above zero");
     let state = AppState { feed: feed.clone(), config, token };
     let router = Router::new()
@@ -102,17 +61,29 @@ pub fn app(feed: Feed, config: Config, token: CancellationToken) -> Router {
         .route("/events", get(events))
         .route("/update", post(update))
         .with_state(state);
-    feed::finish(router, &feed)
+    feed::http::add_stats_and_fallbacks(router, &feed)
 }
 
-/// Serves `feed` on `listener` until `token` is cancelled.
-pub async fn run(
+/// Serves `feed` on `listener` until `token` is cancelled, on the accept loop
+/// every axum lesson shares (`http-serve`). Cancelling also ends every open
+/// stream, so shutdown does not wait for clients that never hang up.
+pub async fn serve(
     listener: TcpListener,
     feed: Feed,
     config: Config,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    feed::serve(listener, app(feed, config, token.clone()), token).await
+    let app = router(feed, config, token.clone());
+    http_serve::serve(listener, app, token, ServeConfig::default()).await
+}
+
+/// What every handler gets: the feed, the settings, and the token that
+/// ends open streams on shutdown.
+#[derive(Debug, Clone)]
+struct AppState {
+    feed: Feed,
+    config: Config,
+    token: CancellationToken,
 }
 
 /// `POST /update`: check the body, publish it; every stream gets it.
@@ -121,14 +92,14 @@ async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Update>, FeedError> {
-    let data = feed::read_update(&headers, body).await?;
+    let data = feed::http::read_update(&headers, body).await?;
     Ok(Json((*app.feed.publish(data)).clone()))
 }
 
 /// `GET /events`: a response that does not end. It opens with `retry:`,
 /// replays what a resuming client missed, then follows the feed live.
 async fn events(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, FeedError> {
-    let last_id = feed::parse_last_event_id(&headers)?;
+    let last_id = feed::http::parse_last_event_id(&headers)?;
     let mut first = VecDeque::new();
     first.push_back(format!("retry: {}\n\n", app.config.retry.as_millis()));
     // Catch-up and live queue come from one call, under one lock: nothing
@@ -161,9 +132,10 @@ async fn events(State(app): State<AppState>, headers: HeaderMap) -> Result<Respo
         tokio::time::interval_at(Instant::now() + app.config.keep_alive, app.config.keep_alive);
     // After a stall, one comment is enough; no burst of catch-up ticks.
     keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let stream =
-        Stream { first, sub, keep_alive, token: app.token.clone(), feed: app.feed.clone() };
-    let body = Body::from_stream(futures_util::stream::unfold(stream, Stream::next));
+    let subscriber =
+        Subscriber { first, sub, keep_alive, token: app.token.clone(), feed: app.feed.clone() };
+    let chunks = futures_util::stream::unfold(subscriber, Subscriber::next_chunk);
+    let body = Body::from_stream(chunks);
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -194,8 +166,10 @@ pub fn frame(u: &Update) -> String {
     out
 }
 
-/// The state behind one open `/events` response.
-struct Stream {
+/// One open `/events` response: what it sends first (`retry:`, then the
+/// catch-up), its live queue, its keep-alive timer. The response body is the
+/// stream of [`Subscriber::next_chunk`]s.
+struct Subscriber {
     first: VecDeque<String>,
     sub: Subscription,
     keep_alive: Interval,
@@ -203,12 +177,12 @@ struct Stream {
     feed: Feed,
 }
 
-impl Stream {
+impl Subscriber {
     /// The next piece of the body, or `None` to end the response. hyper
     /// asks for the next piece only when it has written the last one, so a
     /// client that stops reading stops this too, and updates pile up in the
     /// bounded queue until the feed drops us.
-    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+    async fn next_chunk(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         let text = match self.first.pop_front() {
             Some(text) => text,
             None => tokio::select! {
@@ -240,7 +214,7 @@ impl Stream {
 }
 
 async fn page() -> Html<String> {
-    feed::page(
+    feed::http::page(
         "Server-Sent Events",
         r#"// The browser does it all: one request, named events, reconnects with Last-Event-ID.
 const es = new EventSource('/events');
@@ -253,25 +227,87 @@ es.onerror = () => note('stream lost; the browser reconnects by itself');"#,
     )
 }
 
+/// Where `serve` listens by default (loopback only).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7092";
+
+/// How often the server writes a comment line on an idle stream. Proxies and
+/// load balancers close connections that stay silent for 30 to 60 seconds,
+/// and a client cannot tell a quiet feed from a dead connection; a comment
+/// every 15 s answers both, for 14 bytes.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// What the stream's `retry:` line asks clients to wait before reconnecting.
+/// Short enough to feel live after a server restart, long enough that a
+/// thousand clients do not hammer a server that is still coming up.
+pub const RETRY: Duration = Duration::from_secs(2);
+
+/// Updates queued for one subscriber before it counts as too slow and is
+/// dropped. Each queued update is an `Arc` (a pointer, the payload is shared),
+/// but a client that stopped reading would let the queue grow forever; 64 is
+/// a burst of publishing well beyond what a live reader falls behind by.
+pub const QUEUE: usize = 64;
+
+/// The server's settings. Tests shorten the durations and the queue.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a stream may stay silent before the server writes a comment
+    /// line into it, so proxies keep it open and clients can tell a quiet
+    /// feed from a dead connection. Default [`KEEP_ALIVE`], 15 s: half the
+    /// shortest proxy idle timeout in common use. Must be above zero.
+    pub keep_alive: Duration,
+    /// What the `retry:` line that opens every stream tells clients to wait
+    /// before reconnecting. Default [`RETRY`], 2 s: soon enough to feel live
+    /// after a restart, late enough that reconnecting clients do not pile
+    /// onto a server that is still starting.
+    pub retry: Duration,
+    /// How many updates may wait for one subscriber before it counts as too
+    /// slow and is dropped (it comes back with `Last-Event-ID`). Default
+    /// [`QUEUE`], 64: more than a live reader ever falls behind, few enough
+    /// that a stalled one pins little memory.
+    pub queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { keep_alive: KEEP_ALIVE, retry: RETRY, queue: QUEUE }
+    }
+}
+
 /// How a [`follow`] client behaves.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Wait before reconnecting, until the server says otherwise (`retry:`).
+    /// How long to wait before reconnecting, until the server says otherwise
+    /// with `retry:`. Default [`RETRY`], what this server would say anyway.
     pub retry: Duration,
     /// Reconnect if nothing at all (not even a keep-alive comment) arrives
-    /// for this long: the connection is probably dead.
+    /// for this long: the connection is probably dead. Default twice
+    /// [`KEEP_ALIVE`], so one late comment is forgiven and two are not.
     pub idle_timeout: Duration,
-    /// See [`MAX_EVENT_BYTES`].
+    /// Stop with an error when one event grows past this many bytes before it
+    /// ends. Default [`MAX_EVENT_BYTES`], far above anything this feed sends.
     pub max_event_bytes: usize,
 }
 
 /// The largest event the client holds while it is being received. The
 /// event-stream format has no limit, so without one a server that never
-/// ends a line would fill the client's memory. The feed's events stay under
-/// 32 KiB (an 8 KiB body, even one that is all line breaks, each of which
-/// becomes a `data:` line); past this cap the client stops with an error,
-/// since whatever sends it is not this feed.
+/// ends a line would fill the client's memory. Eight times the largest event
+/// this lesson's server writes ([`MAX_FRAME_BYTES`]); past it the client
+/// stops with an error, since whatever sends it is not this feed.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// The largest event [`frame`] writes for an update the feed accepts (at
+/// most `feed::http::MAX_UPDATE_BYTES` of JSON), with room for the `event:`
+/// and `id:` lines. Two shapes grow the most: a string of line breaks, each
+/// two bytes of JSON (`\r`), becomes a `data: ` line of seven bytes each
+/// (3.5 times); and numbers written short (`1e15,`, five bytes) come back
+/// from `serde_json` long (`1000000000000000.0,`, nineteen bytes; 3.8 times).
+/// Four times the body covers both; `no_accepted_update_frames_past_the_limit`
+/// in `tests/sse.rs` frames each shape and checks.
+pub const MAX_FRAME_BYTES: usize = 4 * feed::http::MAX_UPDATE_BYTES + 64;
+const _: () = assert!(
+    MAX_FRAME_BYTES <= MAX_EVENT_BYTES,
+    "the client would refuse the largest event the server writes"
+);
 
 impl Default for ClientConfig {
     fn default() -> Self {

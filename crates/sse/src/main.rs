@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
             println!("try: curl -N http://{addr}/events");
             let config =
                 Config { keep_alive: Duration::from_secs(keep_alive_secs), ..Config::default() };
-            sse::run(listener, Feed::default(), config, token).await?;
+            sse::serve(listener, Feed::default(), config, token).await?;
             println!("stopped");
             Ok(())
         }
@@ -93,7 +93,7 @@ fn start(
     config: &Config,
 ) -> (CancellationToken, tokio::task::JoinHandle<std::io::Result<()>>) {
     let token = CancellationToken::new();
-    let task = tokio::spawn(sse::run(listener, feed.clone(), config.clone(), token.clone()));
+    let task = tokio::spawn(sse::serve(listener, feed.clone(), config.clone(), token.clone()));
     (token, task)
 }
 
@@ -159,11 +159,11 @@ async fn demo() -> anyhow::Result<()> {
             .await??;
     println!("\n{report:?}\n");
     println!("the first connection, as it crossed the wire (chunked framing and all):");
-    feed::demo::print_exchange(&tap, 0, 0, 6);
+    harness::narrate::print_exchange(&tap, 0, 0, 6);
     println!("\nthe reconnect after the restart:");
-    feed::demo::print_exchange(&tap, 1, 0, 2);
+    harness::narrate::print_exchange(&tap, 1, 0, 2);
     println!();
-    feed::demo::print_cost("sse", tap.stats(), report.connections, report.updates);
+    harness::narrate::print_cost("sse", tap.stats(), report.connections, report.updates);
     println!("server counters: {:?}", feed.stats());
     token.cancel();
     harness::within(Duration::from_secs(10), "the server to stop", server).await??;

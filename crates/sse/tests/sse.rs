@@ -1,108 +1,18 @@
 //! The promises of chapter 7, over real sockets.
 
-use std::collections::VecDeque;
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::{Sub, WAIT, config, ids, start};
 use feed::Feed;
 use feed::client::HttpClient;
-use harness::sse::{Event, Parser};
 use harness::{TaskServer, within};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 use sse::Config;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-fn config() -> Config {
-    // Long keep-alive by default, so only the keep-alive test sees comments.
-    Config { keep_alive: Duration::from_secs(60), retry: Duration::from_millis(1500), queue: 64 }
-}
-
-async fn start(feed: &Feed, config: Config) -> TaskServer<std::io::Result<()>> {
-    let feed = feed.clone();
-    TaskServer::start(move |listener, token| sse::run(listener, feed, config, token))
-        .await
-        .expect("binding 127.0.0.1:0")
-}
-
-/// One open `/events` response, read both as raw text and as events.
-struct Sub {
-    _client: HttpClient,
-    status: u16,
-    headers: hyper::HeaderMap,
-    body: Incoming,
-    parser: Parser,
-    raw: String,
-    events: VecDeque<Event>,
-}
-
-impl Sub {
-    async fn open(addr: SocketAddr, last_id: Option<&str>) -> Self {
-        Self::open_on(HttpClient::new(addr), last_id).await
-    }
-
-    async fn open_on(mut client: HttpClient, last_id: Option<&str>) -> Self {
-        let mut headers = vec![("accept", "text/event-stream")];
-        if let Some(id) = last_id {
-            headers.push(("last-event-id", id));
-        }
-        let resp = within(
-            WAIT,
-            "the stream's head",
-            client.open(hyper::Method::GET, "/events", &headers, None),
-        )
-        .await
-        .expect("GET /events");
-        let (parts, body) = resp.into_parts();
-        Self {
-            _client: client,
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-            parser: Parser::new(),
-            raw: String::new(),
-            events: VecDeque::new(),
-        }
-    }
-
-    /// Reads one more piece of the body; false when the stream ended.
-    async fn pull(&mut self) -> bool {
-        match within(WAIT, "more of the stream", self.body.frame()).await {
-            None => false,
-            Some(f) => {
-                let bytes = f.expect("a body frame").into_data().expect("data, not trailers");
-                self.raw.push_str(std::str::from_utf8(&bytes).expect("the stream is UTF-8"));
-                self.events.extend(self.parser.feed(&bytes));
-                true
-            }
-        }
-    }
-
-    async fn raw_until(&mut self, needle: &str) {
-        while !self.raw.contains(needle) {
-            assert!(self.pull().await, "stream ended before {needle:?}; got {:?}", self.raw);
-        }
-    }
-
-    async fn next_event(&mut self) -> Event {
-        loop {
-            if let Some(e) = self.events.pop_front() {
-                return e;
-            }
-            assert!(self.pull().await, "stream ended; got {:?}", self.raw);
-        }
-    }
-
-    async fn read_to_end(&mut self) {
-        while self.pull().await {}
-    }
-}
-
-fn ids(events: &[Event]) -> Vec<u64> {
-    events.iter().map(|e| e.id.parse().expect("numeric id")).collect()
-}
+use sse::parser::Event;
 
 #[tokio::test]
 async fn the_stream_opens_with_retry_and_sends_named_events_with_ids() {
@@ -236,10 +146,11 @@ async fn a_slow_subscriber_is_dropped_and_resumes_by_id() {
         }
         // Pace the publisher: 1 ms lets the server write what the socket
         // takes, so the queue fills only once the kernel's buffers are full
-        // (about 2,700 updates here). This is a rate, not a wait for some
-        // condition; with a bare `yield_now` the publisher outruns the server
-        // and the subscriber is dropped after a dozen updates, which would
-        // not show that a written-to stream never overflows.
+        // (chapter 7 says how many updates that took). This is a rate, not a
+        // wait for some condition; with a bare `yield_now` the publisher
+        // outruns the server and the subscriber is dropped after a dozen
+        // updates, which would not show that a written-to stream never
+        // overflows.
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(feed.stats().subscribers, 0, "dropped, not kept with a growing queue");
@@ -323,7 +234,7 @@ async fn the_client_reconnects_after_a_restart_and_resumes_by_id() {
     let listener = socket.listen(64).expect("listen");
     let f = feed.clone();
     let again =
-        TaskServer::start_with(listener, move |l, t| sse::run(l, f, cfg, t)).expect("start");
+        TaskServer::start_with(listener, move |l, t| sse::serve(l, f, cfg, t)).expect("start");
     let report =
         within(WAIT, "the follower to get all 4", follower).await.expect("task").expect("follow");
     while let Ok(e) = rx.try_recv() {
@@ -362,7 +273,7 @@ async fn bad_input_and_the_page() {
         r.extend_from_slice(body);
         r
     };
-    let big = vec![b' '; feed::MAX_UPDATE_BYTES + 1];
+    let big = vec![b' '; feed::http::MAX_UPDATE_BYTES + 1];
     for (req, status) in [
         (post("application/json", &big), 413),
         (post("application/json", b"nope"), 400),
@@ -454,11 +365,41 @@ async fn the_client_gives_up_for_good_on_a_non_stream_answer() {
     );
 }
 
+/// The shapes that grow the most between the JSON a publisher posts and the
+/// event `frame` writes, each as big as the feed accepts.
+#[test]
+fn no_accepted_update_frames_past_the_limit() {
+    let max = feed::http::MAX_UPDATE_BYTES;
+    let repeat = |item: &str| {
+        let n = (max - 2) / (item.len() + 1);
+        format!("[{}]", vec![item; n].join(","))
+    };
+    let shapes = [
+        format!("\"{}\"", "\\r".repeat((max - 2) / 2)),
+        format!("\"{}\"", "\\n".repeat((max - 2) / 2)),
+        repeat("1e15"),
+        repeat("-1e15"),
+        repeat("1e-7"),
+    ];
+    for text in shapes {
+        assert!(text.len() <= max, "{} bytes", text.len());
+        let data: Value = serde_json::from_str(&text).expect("valid JSON");
+        let event = sse::frame(&feed::Update { id: u64::MAX, data });
+        assert!(
+            event.len() <= sse::MAX_FRAME_BYTES,
+            "{} bytes of JSON starting {:?} framed as {} bytes",
+            text.len(),
+            &text[..8],
+            event.len()
+        );
+    }
+}
+
 #[test]
 #[should_panic(expected = "keep_alive must be above zero")]
 fn a_zero_keep_alive_is_refused_when_the_app_is_built() {
     let config = Config { keep_alive: Duration::ZERO, ..config() };
-    let _ = sse::app(Feed::default(), config, harness::CancellationToken::new());
+    let _ = sse::router(Feed::default(), config, harness::CancellationToken::new());
 }
 
 #[tokio::test]
@@ -506,7 +447,7 @@ async fn a_subscriber_that_stopped_reading_is_closed_and_frees_its_slot() {
     };
     let app_feed = feed.clone();
     let server = TaskServer::start(move |listener, token| {
-        let app = sse::app(app_feed, Config { queue: 8, ..config() }, token.clone());
+        let app = sse::router(app_feed, Config { queue: 8, ..config() }, token.clone());
         http_serve::serve(listener, app, token, serve_config)
     })
     .await

@@ -30,14 +30,14 @@ pub fn serve(technique: Technique) -> anyhow::Result<()> {
     serve_until_stdin_closes(move |listener, token| async move {
         match technique {
             Technique::ShortPolling => {
-                short_polling::run(listener, feed::Feed::default(), token).await
+                short_polling::serve(listener, feed::Feed::default(), token).await
             }
             Technique::LongPolling => {
                 let config = long_polling::Config::default();
-                long_polling::run(listener, feed::Feed::default(), config, token).await
+                long_polling::serve(listener, feed::Feed::default(), config, token).await
             }
             Technique::Sse => {
-                sse::run(listener, feed::Feed::default(), sse::Config::default(), token).await
+                sse::serve(listener, feed::Feed::default(), sse::Config::default(), token).await
             }
             Technique::WebSocket => {
                 let push = push_notifications::Push::new(push_notifications::Config::default());

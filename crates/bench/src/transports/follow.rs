@@ -40,7 +40,7 @@ pub async fn subscriber(
             // With ETag, as the lesson recommends: an idle poll is a 304.
             let record = |u: &feed::Update| arrivals.push((u.id, Instant::now()));
             let r =
-                short_polling::poll_feed(addr, 0, poll_interval, true, want, token, record).await?;
+                short_polling::follow(addr, 0, poll_interval, true, want, token, record).await?;
             got.requests = r.requests;
             if r.missed > 0 {
                 got.trouble.push(format!("server said {} updates were missed", r.missed));
@@ -57,7 +57,7 @@ pub async fn subscriber(
         }
         Technique::Sse => {
             let mut bad_ids = 0u64;
-            let record = |ev: &harness::sse::Event| {
+            let record = |ev: &sse::parser::Event| {
                 if ev.event == "update" || ev.event == "text" {
                     match ev.id.parse() {
                         Ok(id) => arrivals.push((id, Instant::now())),

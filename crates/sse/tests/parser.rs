@@ -1,9 +1,9 @@
 //! One test per rule of the event-stream format (HTML spec, "Interpreting an
-//! event stream"), for `harness::sse::Parser`.
+//! event stream"), for `sse::parser::Parser`.
 
 use std::time::Duration;
 
-use harness::sse::{Event, Parser};
+use sse::parser::{Event, Parser};
 
 fn parse(input: &[u8]) -> Vec<Event> {
     Parser::new().feed(input)

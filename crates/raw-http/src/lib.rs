@@ -1,18 +1,30 @@
-//! A raw HTTP/1.x client for tests: send exact bytes, read exact responses.
+//! A raw HTTP/1.x client: send exact bytes, read exact responses.
 //!
 //! Production clients hide what the lessons are about (which connection a
 //! request went on, what the headers cost, what happens to a malformed
 //! request). This one hides nothing: you write the request bytes yourself and
 //! get back the status, the headers and the body exactly as the server framed
 //! them. It is async, so it can share a runtime with the server under test.
+//!
+//! Lesson 4 (`http-keepalive`) is the one that teaches HTTP/1.x framing, and
+//! its client is built on [`HttpConn`]; lesson 10's `rest_todo::Client` is
+//! too. Every lesson's tests reach it as `harness::http`, a re-export, to send
+//! requests a polite client never would. It is a crate of its own, not a
+//! module of lesson 4, so that the test harness and lesson 10 can use it
+//! without depending on a lesson's servers.
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::net::IO_TIMEOUT;
+/// How long the client waits to connect, and then for each read, before it
+/// fails with `TimedOut`. Loopback answers in microseconds; five seconds is
+/// only ever reached when something is wrong, and then a test fails instead
+/// of hanging.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The largest response head this client accepts. Lesson servers send a few
 /// hundred bytes; anything near this is a bug worth failing on.

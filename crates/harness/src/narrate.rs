@@ -1,9 +1,9 @@
-//! Printing what crossed the wire, for the lessons' demos. HTTP heads are
+//! Printing what a [`WireTap`] saw, for the lessons' demos. HTTP heads are
 //! text, so the demos print them as text (with `\r\n` made visible) rather
-//! than as a hexdump; bodies are short JSON or event-stream text.
+//! than as a hexdump; bodies are short JSON or event-stream text. The feed
+//! lessons (5 to 7) also print what each update cost with [`print_cost`].
 
-use harness::tap::{Chunk, Direction};
-use harness::{TapStats, WireTap};
+use crate::tap::{Chunk, Direction, TapStats, WireTap};
 
 /// Prints up to `max` chunks of connection `conn`, starting at chunk `skip`
 /// of that connection: `>>` for bytes to the server, `<<` for bytes back.

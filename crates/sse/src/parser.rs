@@ -1,12 +1,13 @@
 //! An event-stream parser that follows the HTML specification's rules for
 //! `text/event-stream` ("Server-sent events", section 9.2.6, "Interpreting an
-//! event stream"), so tests, clients and benchmarks read an SSE stream the
-//! way a browser's `EventSource` does.
+//! event stream"), so the lesson's client ([`follow`](crate::follow)), its
+//! tests and the benchmarks read an SSE stream the way a browser's
+//! `EventSource` does.
 //!
 //! Feed it bytes as they arrive, in chunks of any size (a chunk may end in
 //! the middle of a line, of a UTF-8 character, or between the CR and LF of a
 //! CRLF); it hands back every event completed so far. The rules, each with a
-//! test in `crates/harness/tests/sse.rs`:
+//! test in `crates/sse/tests/parser.rs`:
 //!
 //! * A UTF-8 byte order mark at the very start of the stream is dropped.
 //! * Lines end with CRLF, LF or CR alone.
