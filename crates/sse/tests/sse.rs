@@ -5,7 +5,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Sub, WAIT, config, ids, start};
+use common::{Sub, WAIT, config, ids, publish_until_dropped, start};
 use feed::Feed;
 use feed::client::HttpClient;
 use harness::{TaskServer, within};
@@ -134,25 +134,7 @@ async fn a_slow_subscriber_is_dropped_and_resumes_by_id() {
     let mut slow = Sub::open_on(HttpClient::over(stream).await.expect("handshake"), None).await;
     harness::eventually(WAIT, "the subscriber to register", || feed.stats().subscribers == 1).await;
 
-    let pad = "x".repeat(1000);
-    let mut published = 0u64;
-    while feed.stats().dropped == 0 {
-        assert!(published < 4000, "4000 updates and the stalled subscriber is still queued");
-        // Half a queue at a time: a subscriber whose stream keeps being
-        // written never fills its queue; only a stalled one does.
-        for _ in 0..4 {
-            published += 1;
-            feed.publish(json!({ "n": published, "pad": pad }));
-        }
-        // Pace the publisher: 1 ms lets the server write what the socket
-        // takes, so the queue fills only once the kernel's buffers are full
-        // (chapter 7 says how many updates that took). This is a rate, not a
-        // wait for some condition; with a bare `yield_now` the publisher
-        // outruns the server and the subscriber is dropped after a dozen
-        // updates, which would not show that a written-to stream never
-        // overflows.
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let published = publish_until_dropped(&feed).await;
     assert_eq!(feed.stats().subscribers, 0, "dropped, not kept with a growing queue");
 
     // The slow reader wakes up: it gets what was already in flight, then
@@ -462,16 +444,7 @@ async fn a_subscriber_that_stopped_reading_is_closed_and_frees_its_slot() {
     // Publish until the stalled subscriber is dropped from the feed, paced
     // (as in the test above) so that the server fills the socket's buffers
     // first: the write that then waits is the one the timeout is about.
-    let pad = "x".repeat(1000);
-    let mut published = 0u64;
-    while feed.stats().dropped == 0 {
-        assert!(published < 4000, "4000 updates and the stalled subscriber is still queued");
-        for _ in 0..4 {
-            published += 1;
-            feed.publish(json!({ "n": published, "pad": pad }));
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    publish_until_dropped(&feed).await;
     // The slot comes back: a new client is served (503 until then).
     let started = std::time::Instant::now();
     loop {

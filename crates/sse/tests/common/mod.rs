@@ -13,6 +13,7 @@ use feed::client::HttpClient;
 use harness::{TaskServer, within};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use serde_json::json;
 use sse::Config;
 use sse::parser::{Event, Parser};
 
@@ -105,4 +106,38 @@ impl Sub {
 
 pub fn ids(events: &[Event]) -> Vec<u64> {
     events.iter().map(|e| e.id.parse().expect("numeric id")).collect()
+}
+
+/// How long [`publish_until_dropped`] waits for the stream to take what was
+/// published before it concludes that the server's writes have stopped. Far
+/// above the time even a busy machine takes to run the server's task; once
+/// the socket is full, each wait costs this once.
+pub const STALL: Duration = Duration::from_millis(100);
+
+/// Publishes 1 KB updates four at a time (half the tests' queue of 8) until
+/// the feed drops its one subscriber, and returns how many it published.
+/// After each four it waits until the subscriber's stream has taken them all
+/// from its queue, or [`STALL`] passes: so the queue can only fill once the
+/// server cannot write any more, that is once the kernel's buffers towards
+/// the stalled reader are full. (A fixed 1 ms pace instead let the publisher
+/// of a busy machine outrun the server and drop the subscriber while its
+/// socket still had room; a stream that is written to must never overflow.)
+pub async fn publish_until_dropped(feed: &Feed) -> u64 {
+    let pad = "x".repeat(1000);
+    let mut published = 0u64;
+    while feed.stats().dropped == 0 {
+        assert!(published < 4000, "4000 updates and the stalled subscriber is still queued");
+        for _ in 0..4 {
+            published += 1;
+            feed.publish(json!({ "n": published, "pad": pad }));
+        }
+        let deadline = tokio::time::Instant::now() + STALL;
+        while feed.stats().delivered < published
+            && feed.stats().dropped == 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    published
 }
