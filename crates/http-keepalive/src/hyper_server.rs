@@ -20,6 +20,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use accept_policy::{Action, FailureLog};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -58,18 +59,37 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+    let mut accept_failures = FailureLog::new("hyper: accept failed");
+    // Set when the listener breaks: the open connections are still given
+    // their grace, then the error is returned.
+    let mut broken = None;
     loop {
         let (stream, peer) = tokio::select! {
             () = token.cancelled() => break,
             a = listener.accept() => match a {
                 Ok(a) => a,
+                // Chapter 1, "When accept fails": the same answers in every loop.
                 Err(e) => {
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
+                    if let Some(line) = accept_failures.failed(&e) {
+                        warn!("{line}");
+                    }
+                    match accept_policy::classify(&e) {
+                        Action::Retry => continue,
+                        Action::PauseThenRetry => {
+                            tokio::time::sleep(accept_policy::PAUSE).await;
+                            continue;
+                        }
+                        Action::Stop => {
+                            broken = Some(e);
+                            break;
+                        }
+                    }
                 }
             },
         };
+        if let Some(line) = accept_failures.succeeded() {
+            warn!("{line}");
+        }
         // Past the cap: 503 at once, as the hand-written server does.
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             turn_away(stream, &refusals, &tracker);
@@ -113,7 +133,7 @@ pub async fn serve(
         warn!("hyper connections still open after {:?}", config.shutdown_grace);
     }
     info!("hyper server stopped");
-    Ok(())
+    broken.map_or(Ok(()), Err)
 }
 
 /// One request: read the body (bounded), route, wait if the route says so,

@@ -16,6 +16,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use accept_policy::{Action, FailureLog};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -25,10 +26,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::{Config, MAX_HEADERS, Reply, reason, route};
-
-/// How long the accept loop pauses after an accept error (typically "too many
-/// open files"): retrying at once would spin a core while nothing can improve.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// The answer for a client that arrives when every connection slot is taken.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -80,6 +77,10 @@ pub async fn serve(
     // so at once (503) instead of waiting unanswered in the kernel's backlog.
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+    let mut accept_failures = FailureLog::new("accept failed");
+    // Set when the listener breaks: the open connections are still given
+    // their grace, then the error is returned.
+    let mut broken = None;
     loop {
         let accepted = tokio::select! {
             () = token.cancelled() => break,
@@ -87,12 +88,27 @@ pub async fn serve(
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
+            // Chapter 1, "When accept fails": the same answers in every loop.
             Err(e) => {
-                warn!("accept failed: {e}; pausing before the next one");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                continue;
+                if let Some(line) = accept_failures.failed(&e) {
+                    warn!("{line}");
+                }
+                match accept_policy::classify(&e) {
+                    Action::Retry => continue,
+                    Action::PauseThenRetry => {
+                        tokio::time::sleep(accept_policy::PAUSE).await;
+                        continue;
+                    }
+                    Action::Stop => {
+                        broken = Some(e);
+                        break;
+                    }
+                }
             }
         };
+        if let Some(line) = accept_failures.succeeded() {
+            warn!("{line}");
+        }
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             turn_away(stream, &refusals, &tracker);
             continue;
@@ -117,7 +133,7 @@ pub async fn serve(
         warn!("connections still open after {:?}; leaving them", config.shutdown_grace);
     }
     info!("server stopped");
-    Ok(())
+    broken.map_or(Ok(()), Err)
 }
 
 /// One parsed request, with its body.

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use accept_policy::{Action, FailureLog};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, Version, header};
@@ -102,10 +103,6 @@ pub const MAX_BUFFER: usize = 64 * 1024;
 /// flight to finish before it returns anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// After a failed `accept` (out of file descriptors, say), wait this long
-/// before trying again rather than spinning on the same error.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-
 /// How [`serve`] runs connections. Lessons take the defaults or set their
 /// own; tests shorten them.
 #[derive(Debug, Clone)]
@@ -165,24 +162,37 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
-    let mut accept_errors = 0u64;
+    let mut accept_failures = FailureLog::new("accept failed");
+    // Set when the listener breaks: the open connections are still given
+    // their grace, then the error is returned.
+    let mut broken = None;
     loop {
         let stream = tokio::select! {
             () = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
+                // Chapter 1, "When accept fails": the same answers in every loop.
                 Err(e) => {
-                    // Out of descriptors, say. Pause rather than spin on the
-                    // same error; log the first and then every thousandth.
-                    accept_errors += 1;
-                    if accept_errors % 1000 == 1 {
-                        tracing::warn!("accept failed ({e}), {accept_errors} times so far; pausing");
+                    if let Some(line) = accept_failures.failed(&e) {
+                        tracing::warn!("{line}");
                     }
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
-                    continue;
+                    match accept_policy::classify(&e) {
+                        Action::Retry => continue,
+                        Action::PauseThenRetry => {
+                            tokio::time::sleep(accept_policy::PAUSE).await;
+                            continue;
+                        }
+                        Action::Stop => {
+                            broken = Some(e);
+                            break;
+                        }
+                    }
                 }
             },
         };
+        if let Some(line) = accept_failures.succeeded() {
+            tracing::warn!("{line}");
+        }
         // A slot, or a quick 503: a full server says so.
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             match Arc::clone(&refusals).try_acquire_owned() {
@@ -232,7 +242,7 @@ pub async fn serve(
             tracing::warn!("requests still open after {:?}; stopping anyway", config.shutdown_grace);
         }
     }
-    Ok(())
+    broken.map_or(Ok(()), Err)
 }
 
 /// The answer for a client that arrives when every slot is taken.
