@@ -48,8 +48,9 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-/// The whole application: `/events`, `/update`, the page, and the shared
-/// extras (`/stats`, JSON 404, counters). `token` ends the streams.
+/// The whole application: `/events` (also at `/sse`, the path the notes'
+/// client uses), `/update`, the page, and the shared extras (`/stats`, JSON
+/// 404, counters). `token` ends the streams.
 ///
 /// Panics if `config.keep_alive` is zero: a stream needs a real interval,
 /// and saying so here, at start, beats a panic on the first subscriber.
@@ -59,6 +60,7 @@ pub fn router(feed: Feed, config: Config, token: CancellationToken) -> Router {
     let router = Router::new()
         .route("/", get(page))
         .route("/events", get(events))
+        .route("/sse", get(events))
         .route("/update", post(update))
         .with_state(state);
     feed::http::add_stats_and_fallbacks(router, &feed)

@@ -38,6 +38,22 @@ async fn the_stream_opens_with_retry_and_sends_named_events_with_ids() {
     server.shutdown().await.expect("clean shutdown");
 }
 
+/// The notes' client opens its `EventSource` on `/sse`; the same stream is
+/// there, so that client works with only the port changed.
+#[tokio::test]
+async fn the_notes_path_sse_serves_the_same_stream() {
+    let feed = Feed::default();
+    let server = start(&feed, config()).await;
+    let request = b"GET /sse HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut conn = harness::http::HttpConn::connect(server.addr()).await.expect("connect");
+    conn.send(request).await.expect("send");
+    // Only the head: the body is the stream, which does not end.
+    let head = within(WAIT, "the stream's head", conn.read_response(true)).await.expect("a head");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    server.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test]
 async fn multi_line_text_goes_out_as_several_data_lines() {
     let feed = Feed::default();
