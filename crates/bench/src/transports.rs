@@ -9,7 +9,7 @@
 //! 2. A [`harness::WireTap`] starts in front of it, and N subscribers follow
 //!    the feed through the tap, each with the lesson's own client
 //!    (`short_polling::follow`, `long_polling::follow`, `sse::follow`,
-//!    `push_notifications::client::run`). The tap counts every byte each way,
+//!    `push_notifications::client::follow`). The tap counts every byte each way,
 //!    HTTP heads, chunked framing and WebSocket frame headers included.
 //! 3. Once every subscriber is connected (the server's `/stats` says so),
 //!    the counters are read, and one publisher posts `rate` updates a second

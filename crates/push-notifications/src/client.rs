@@ -43,7 +43,7 @@ pub enum Event {
 
 /// Subscribes to `events` at `url` and reports to `out` until `stop` is
 /// cancelled or `out` is closed. Starts after `since` if given.
-pub async fn run(
+pub async fn follow(
     url: String,
     events: Vec<String>,
     mut since: Option<u64>,

@@ -87,7 +87,7 @@ async fn run_client(
     let (tx, mut rx) = mpsc::channel(64);
     let stop = harness::ctrl_c_token();
     let url = format!("ws://{addr}/ws");
-    let task = tokio::spawn(client::run(url, events, since, tx, stop));
+    let task = tokio::spawn(client::follow(url, events, since, tx, stop));
     while let Some(event) = rx.recv().await {
         let line = match event {
             Event::Connected { since } => format!("* connected (resuming after {since:?})"),

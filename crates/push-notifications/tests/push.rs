@@ -303,7 +303,7 @@ async fn the_client_resumes_after_a_dropped_connection() {
     let (tx, mut rx) = mpsc::channel(64);
     let stop = CancellationToken::new();
     // Runs until `stop`.
-    tokio::spawn(client::run(url(proxy), vec!["news".to_owned()], None, tx, stop.clone()));
+    tokio::spawn(client::follow(url(proxy), vec!["news".to_owned()], None, tx, stop.clone()));
     assert!(matches!(next(&mut rx).await, Event::Connected { since: None }));
     eventually(WAIT, "the subscription", || push.stats().subscribers.get("news") == Some(&1)).await;
     push.publish("news", json!("before"));
@@ -339,7 +339,7 @@ async fn the_client_resuming_two_events_gets_both_replays() {
     let (tx, mut rx) = mpsc::channel(64);
     let stop = CancellationToken::new();
     let events = vec!["newMessage".to_owned(), "tick".to_owned()];
-    tokio::spawn(client::run(url(server.addr()), events, Some(0), tx, stop.clone()));
+    tokio::spawn(client::follow(url(server.addr()), events, Some(0), tx, stop.clone()));
     assert!(matches!(next(&mut rx).await, Event::Connected { since: Some(0) }));
     let mut got = Vec::new();
     for _ in 0..2 {

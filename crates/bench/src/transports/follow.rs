@@ -77,7 +77,7 @@ pub async fn subscriber(
             let (tx, mut rx) = mpsc::channel(256);
             let stop = token.child_token();
             let url = format!("ws://{addr}/ws");
-            let client = tokio::spawn(push_notifications::client::run(
+            let client = tokio::spawn(push_notifications::client::follow(
                 url,
                 vec![EVENT.to_owned()],
                 None,
