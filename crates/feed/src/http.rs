@@ -334,3 +334,31 @@ mod tests {
         }
     }
 }
+
+/// What `GET /data` answers in both polling lessons (5 and 6), one shape so
+/// that chapter 11 compares like with like. `data` keeps the notes' shape:
+/// the newest payload in `updates`, or `null` when there is nothing newer
+/// (or a held poll ran out). The rest lets a careful client lose nothing:
+/// every update after `since` in order, the id to ask from next, and how
+/// many updates it missed for good (the history is bounded).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Poll {
+    /// The newest payload in `updates`, or `null`.
+    pub data: Option<Value>,
+    /// The id to send as `since` next time.
+    pub id: u64,
+    /// Every update after `since` still in the history, oldest first.
+    pub updates: Vec<crate::Update>,
+    /// Updates after `since` that fell out of the history: lost to this
+    /// client. Non-zero means "you were away too long".
+    pub missed: u64,
+}
+
+impl Poll {
+    /// The answer carrying `updates` (counted as delivered in the feed's
+    /// counters), with `id` to ask from next.
+    pub fn deliver(feed: &crate::Feed, updates: Vec<crate::Update>, id: u64, missed: u64) -> Self {
+        feed.counters().delivered.fetch_add(updates.len() as u64, Ordering::SeqCst);
+        Self { data: updates.last().map(|u| u.data.clone()), id, updates, missed }
+    }
+}

@@ -29,9 +29,10 @@ use axum::http::HeaderMap;
 use axum::response::{Html, Json};
 use axum::routing::get;
 use feed::client::{ClientError, HttpClient};
+/// What `GET /data` answers; the same shape as lesson 5's.
+pub use feed::http::Poll;
 use feed::{Feed, FeedError, Update};
 use http_serve::ServeConfig;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -118,13 +119,8 @@ pub async fn wait_for_news(
 
 fn answer(feed: &Feed, since: u64, found: feed::Since) -> Poll {
     let updates: Vec<Update> = found.updates.iter().map(|u| (**u).clone()).collect();
-    feed.counters().delivered.fetch_add(updates.len() as u64, std::sync::atomic::Ordering::SeqCst);
-    Poll {
-        data: updates.last().map(|u| u.data.clone()),
-        id: updates.last().map_or(since, |u| u.id),
-        updates,
-        missed: found.missed,
-    }
+    let next = updates.last().map_or(since, |u| u.id);
+    Poll::deliver(feed, updates, next, found.missed)
 }
 
 /// `POST /update`: check the body, publish it, wake every waiter.
@@ -157,25 +153,6 @@ let since = 0;
   }
 })();"#,
     )
-}
-
-/// What `GET /data` answers.
-///
-/// `data` keeps the notes' shape: the newest payload delivered, or `null`
-/// when the hold ran out with nothing new. The rest lets a careful client
-/// lose nothing: every update after `since` in order, the id to ask from
-/// next, and how many updates it missed for good (the history is bounded).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Poll {
-    /// The newest payload in `updates`, or `null` after a timeout.
-    pub data: Option<serde_json::Value>,
-    /// The id to send as `since` next time.
-    pub id: u64,
-    /// Every update after `since` still in the history, oldest first.
-    pub updates: Vec<Update>,
-    /// Updates after `since` that fell out of the history: lost to this
-    /// client. Non-zero means "you were away too long".
-    pub missed: u64,
 }
 
 /// What a [`follow`] run saw, for the demo and the benchmark.

@@ -29,9 +29,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use feed::client::{ClientError, HttpClient};
+/// What `GET /data` answers; the same shape as lesson 6's.
+pub use feed::http::Poll;
 use feed::{Feed, FeedError, Update};
 use http_serve::ServeConfig;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -87,13 +88,7 @@ async fn poll(
     // version; leave it out so the body matches the tag.
     let updates: Vec<Update> =
         found.updates.iter().filter(|u| u.id <= newest).map(|u| (**u).clone()).collect();
-    feed.counters().delivered.fetch_add(updates.len() as u64, std::sync::atomic::Ordering::SeqCst);
-    let body = Poll {
-        data: updates.last().map(|u| u.data.clone()),
-        id: newest,
-        updates,
-        missed: found.missed,
-    };
+    let body = Poll::deliver(&feed, updates, newest, found.missed);
     // `no-cache` does not forbid caching: it says "check with me first",
     // which is exactly a conditional request. A browser's fetch() then sends
     // If-None-Match by itself and turns our 304 back into the cached 200.
@@ -151,21 +146,6 @@ async function pollOnce() {
 pollOnce();
 setInterval(pollOnce, 1000);"#,
     )
-}
-
-/// What `GET /data` answers (the same shape as the long-polling lesson, so
-/// the chapters compare like with like). `data` keeps the notes' shape: the
-/// newest payload in `updates`, or `null` when there is nothing newer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Poll {
-    /// The newest payload delivered, or `null`.
-    pub data: Option<serde_json::Value>,
-    /// The id to send as `since` next time.
-    pub id: u64,
-    /// Every update after `since` still in the history, oldest first.
-    pub updates: Vec<Update>,
-    /// Updates after `since` that fell out of the bounded history.
-    pub missed: u64,
 }
 
 /// What a [`follow`] run saw.
