@@ -47,7 +47,7 @@ use axum::routing::get;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite;
@@ -63,11 +63,10 @@ pub struct Connection {
     id: u64,
     stream: SplitStream<WebSocket>,
     writer: JoinHandle<()>,
-    /// This connection's own ends of the two channels to the writer: pings
-    /// go on the queue, a close (shutdown, heartbeat, broken frames) on the
-    /// goodbye channel.
+    /// This connection's own ways to the writer: pings go on the queue, a
+    /// close (shutdown, heartbeat, broken frames) in the farewell slot.
     queue: mpsc::Sender<Message>,
-    goodbye: mpsc::Sender<Goodbye>,
+    farewell: Arc<Farewell>,
     heartbeat: Interval,
     last_heard: Instant,
     /// Set once [`Connection::next`] has said `None`; it says so from then on.
@@ -170,16 +169,16 @@ impl Connection {
     pub fn outbox(&self) -> Outbox {
         Outbox {
             queue: self.queue.clone(),
-            goodbye: self.goodbye.clone(),
+            farewell: Arc::clone(&self.farewell),
             closing: false,
             counters: Arc::clone(&self.counters),
         }
     }
 
-    /// Asks the writer to close with `code`. Capacity 1 and first reason
-    /// wins: if the hub already asked this client to go, that reason stands.
+    /// Asks the writer to close with `code`. First reason wins: if the hub
+    /// already asked this client to go, that reason stands.
     fn bye(&self, code: u16, reason: String) {
-        let _ = self.goodbye.try_send((code, reason));
+        self.farewell.say((code, reason));
     }
 
     /// The end of a connection, once the lesson has forgotten it (dropped
@@ -189,9 +188,8 @@ impl Connection {
     /// when the peer's comes back (or the grace runs out); reading it is
     /// also what lets the TCP connection end cleanly on the peer's side.
     pub async fn finish(self) {
-        let Self { mut stream, mut writer, queue, goodbye, limits, _slot, .. } = self;
+        let Self { mut stream, mut writer, queue, limits, _slot, .. } = self;
         drop(queue);
-        drop(goodbye);
         if !writer.is_finished() {
             let _ = tokio::time::timeout(limits.close_grace * 2, &mut writer).await;
             writer.abort();
@@ -210,13 +208,48 @@ impl Connection {
 /// A close code and reason on its way to a client.
 type Goodbye = (u16, String);
 
+/// The one goodbye a writer can be asked to send: a slot and a bell. It is
+/// apart from the queue because the queue may be the very thing that is
+/// full. (It was a one-slot `mpsc` channel; tokio allocates a channel's
+/// slots 32 at a time, so that cost every connection 1.5 KiB for one
+/// message. Chapter 8, "What a connection costs".)
+#[derive(Debug, Default)]
+struct Farewell {
+    said: std::sync::Mutex<Option<Goodbye>>,
+    bell: Notify,
+}
+
+impl Farewell {
+    /// Leaves `goodbye` for the writer, unless one is there already.
+    fn say(&self, goodbye: Goodbye) {
+        let mut said = self.said.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if said.is_none() {
+            *said = Some(goodbye);
+            // notify_one keeps the wake-up for a writer that is not
+            // waiting yet, so it is never missed.
+            self.bell.notify_one();
+        }
+    }
+
+    /// What was said, if anything: the writer takes it once.
+    fn take(&self) -> Option<Goodbye> {
+        self.said.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+
+    /// Waits until something has been said, and takes it.
+    async fn heard(&self) -> Option<Goodbye> {
+        self.bell.notified().await;
+        self.take()
+    }
+}
+
 /// The way to one client's writer, kept in a lesson's hub. Only ever
 /// `try_send`: the hub must never wait for one client while holding up
 /// everyone else.
 #[derive(Debug)]
 pub struct Outbox {
     queue: mpsc::Sender<Message>,
-    goodbye: mpsc::Sender<Goodbye>,
+    farewell: Arc<Farewell>,
     /// Set once this client has been told to go, so it is told only once.
     closing: bool,
     counters: Arc<Counters>,
@@ -239,7 +272,7 @@ impl Outbox {
                 self.closing = true;
                 self.counters.kicked_slow.fetch_add(1, Ordering::Relaxed);
                 let reason = format!("too slow: {} messages unread", self.queue.max_capacity());
-                let _ = self.goodbye.try_send((close_code::POLICY, reason));
+                self.farewell.say((close_code::POLICY, reason));
                 false
             }
             // The writer is gone; the reading task will notice and clean up.
@@ -266,16 +299,16 @@ pub fn json_frame(msg: &impl Serialize) -> Message {
 async fn writer(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Message>,
-    mut goodbye: mpsc::Receiver<Goodbye>,
+    farewell: Arc<Farewell>,
     grace: Duration,
 ) {
-    let farewell = loop {
+    let goodbye = loop {
         tokio::select! {
             // biased: a goodbye goes before any more messages.
             biased;
-            bye = goodbye.recv() => break bye,
+            bye = farewell.heard() => break bye,
             msg = queue.recv() => {
-                let Some(msg) = msg else { break goodbye.try_recv().ok() };
+                let Some(msg) = msg else { break farewell.take() };
                 // The write itself can block on a full socket (a client that
                 // does not read). Race it with the goodbye, so the hub's
                 // "you are too slow" is not stuck behind the very write that
@@ -283,13 +316,13 @@ async fn writer(
                 // so abandoning this future never sends half a frame.
                 tokio::select! {
                     biased;
-                    bye = goodbye.recv() => break bye,
-                    sent = sink.send(msg) => if sent.is_err() { return },
+                    bye = farewell.heard() => break bye,
+                    sent = write_batch(&mut sink, &mut queue, msg) => if sent.is_err() { return },
                 }
             }
         }
     };
-    match farewell {
+    match goodbye {
         // We start the closing handshake; the peer's answer arrives on the
         // reading half, which `Connection::finish` drains.
         Some((code, reason)) => {
@@ -302,6 +335,28 @@ async fn writer(
         }
     }
 }
+
+/// Writes `first` and whatever else is waiting in the queue (up to
+/// [`BATCH`] messages), then flushes once. tungstenite gathers the frames
+/// in its write buffer and makes a `write` system call each time the buffer
+/// passes `write_buffer_bytes`, and one at the flush: during a broadcast, a
+/// client with ten messages waiting costs one or two calls, not ten.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    queue: &mut mpsc::Receiver<Message>,
+    first: Message,
+) -> Result<(), axum::Error> {
+    sink.feed(first).await?;
+    for _ in 1..BATCH {
+        let Ok(next) = queue.try_recv() else { break };
+        sink.feed(next).await?;
+    }
+    sink.flush().await
+}
+
+/// The most messages one flush carries, so that a client whose queue never
+/// empties still gets its bytes written (and its writer yields) regularly.
+const BATCH: usize = 32;
 
 /// Which close code answers a read error. tungstenite reports oversize, bad
 /// UTF-8 and broken framing as errors but leaves the reply to us. (The
@@ -453,15 +508,19 @@ impl Connections {
         let Ok(slot) = Arc::clone(&self.shared.slots).try_acquire_owned() else {
             return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
         };
-        let max = self.shared.limits.max_message_bytes;
+        let limits = self.shared.limits;
+        let max = limits.max_message_bytes;
         let conns = self.clone();
         upgrade
             .max_message_size(max)
             .max_frame_size(max)
-            // tungstenite's own write buffer is unbounded by default; cap it
-            // so the bounded queue really is the bound on what a client costs.
-            .write_buffer_size(WRITE_BUFFER_BYTES)
-            .max_write_buffer_size(max_write_buffer_bytes(max))
+            // tungstenite allocates its read buffer whole, at once, for every
+            // connection: 128 KiB unless told. Chapter 8 weighs the size.
+            .read_buffer_size(limits.read_buffer_bytes)
+            // Its write buffer is unbounded by default; cap it so the bounded
+            // queue really is the bound on what a client costs.
+            .write_buffer_size(limits.write_buffer_bytes)
+            .max_write_buffer_size(max_write_buffer_bytes(max, limits.write_buffer_bytes))
             .on_upgrade(move |socket| {
                 let connection = conns.start(socket, slot);
                 conns.shared.tracker.track_future(run(connection))
@@ -474,8 +533,9 @@ impl Connections {
         let limits = self.shared.limits;
         let (sink, stream) = socket.split();
         let (queue, queue_rx) = mpsc::channel(limits.queue_capacity);
-        let (goodbye, goodbye_rx) = mpsc::channel(1);
-        let writer = tokio::spawn(writer(sink, queue_rx, goodbye_rx, limits.close_grace));
+        let farewell = Arc::new(Farewell::default());
+        let writer =
+            tokio::spawn(writer(sink, queue_rx, Arc::clone(&farewell), limits.close_grace));
         // The first ping one interval from now, not at once: a client that
         // has just connected has just proved it is alive.
         let first = Instant::now() + limits.ping_interval;
@@ -486,7 +546,7 @@ impl Connections {
             stream,
             writer,
             queue,
-            goodbye,
+            farewell,
             heartbeat,
             last_heard: Instant::now(),
             ended: false,
@@ -557,6 +617,14 @@ pub struct Limits {
     /// client it drops, which may be a client whose socket is full:
     /// [`CLOSE_GRACE`] (2 s).
     pub close_grace: Duration,
+    /// tungstenite's read buffer, allocated whole for every connection:
+    /// [`READ_BUFFER_BYTES`] (4 KiB). It is also the most one `read` system
+    /// call takes, so a message larger than it takes several.
+    pub read_buffer_bytes: usize,
+    /// How many bytes of frames tungstenite gathers before a `write`
+    /// system call: [`WRITE_BUFFER_BYTES`] (16 KiB). Grown only as frames
+    /// arrive, and kept: a connection keeps the most it ever gathered.
+    pub write_buffer_bytes: usize,
 }
 
 impl Limits {
@@ -575,6 +643,8 @@ impl Limits {
             ping_interval: PING_INTERVAL,
             pong_timeout: PONG_TIMEOUT,
             close_grace: CLOSE_GRACE,
+            read_buffer_bytes: READ_BUFFER_BYTES,
+            write_buffer_bytes: WRITE_BUFFER_BYTES,
         }
     }
 
@@ -626,14 +696,25 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 const _: () = assert!(SHUTDOWN_WAIT.as_millis() > 2 * CLOSE_GRACE.as_millis());
 
+/// tungstenite's read buffer, per connection. Its default, 128 KiB, is
+/// sized for bulk transfer, and it is allocated and zeroed whole for every
+/// connection, idle or not: 10,000 chat clients would hold 1.25 GiB of it.
+/// A chat line or a subscription is a few hundred bytes, so 4 KiB reads one
+/// in a single `read` call. A larger message (up to 16 KiB here) still
+/// arrives whole, since tungstenite grows the buffer to the frame's length,
+/// but in `len / 4 KiB` reads instead of one: chapter 8 measures the trade.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// tungstenite's write buffer: frames are gathered up to this size before a
-/// `write` system call.
+/// `write` system call (see `write_batch`). It grows only as frames come,
+/// so an idle connection holds almost none of it; one that has had a burst
+/// keeps what the burst grew it to. One of the largest messages.
 pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// The most tungstenite may hold unwritten for one client, past which a
-/// write fails: two of the largest messages and room for the small ones
-/// around them. Without it, its buffer grows without bound behind a client
-/// that does not read.
-pub const fn max_write_buffer_bytes(max_message_bytes: usize) -> usize {
-    2 * max_message_bytes + 64 * 1024
+/// write fails: the write buffer, two of the largest messages and room for
+/// the small ones around them. Without it, its buffer grows without bound
+/// behind a client that does not read.
+pub const fn max_write_buffer_bytes(max_message_bytes: usize, write_buffer_bytes: usize) -> usize {
+    write_buffer_bytes + 2 * max_message_bytes + 64 * 1024
 }

@@ -53,8 +53,12 @@ pub const BURSTS_TO_FILL_A_QUEUE: usize = QUEUE_CAPACITY.div_ceil(SEND_BURST as 
 const _: () = assert!(BURSTS_TO_FILL_A_QUEUE == 13);
 
 /// Open WebSocket connections the server accepts; the next upgrade gets an
-/// HTTP 503. Each connection costs a task, two queues and socket buffers.
-pub const MAX_CONNECTIONS: usize = 1000;
+/// HTTP 503. An idle connection costs about 12 KiB of heap (two tasks, its
+/// queue, a 4 KiB read buffer; chapter 8 counts them) and the kernel's
+/// socket buffers, so 10,000 of them fit in a few hundred MB: the number
+/// `bench ws-c10k` holds. Past it, `serve` also needs an open-file limit
+/// above 10,000 (`ulimit -n`).
+pub const MAX_CONNECTIONS: usize = 10_000;
 
 /// The chat's connections: [`MAX_CONNECTIONS`] of them, [`QUEUE_CAPACITY`]
 /// messages waiting for each, [`MAX_MESSAGE_BYTES`] a message.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different part of this
 
+pub mod heap;
 pub mod ws;
 
 use std::net::SocketAddr;
