@@ -12,17 +12,23 @@
 //! Latency is measured per request as the client sees it, so in `close` mode
 //! it includes the connect. The report prints requests per second, p50, p99,
 //! and the keep-alive/close ratio per server and concurrency.
+//!
+//! With `--link rtt=50ms` (root: see [`crate::link`]) the servers listen on
+//! the server side of a netlab link and the clients run on the client side,
+//! so the handshake's round trip, free on loopback, costs what it costs on a
+//! real network: `close` pays two round trips per request, `keep-alive` one.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use harness::http::HttpConn;
 use http_keepalive::{Config, hyper_server, server};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::link::{LinkSpec, Net};
 use crate::stats::{ms, percentile, rate};
 
 /// Options of the keepalive report.
@@ -34,6 +40,10 @@ pub struct Args {
     /// Concurrent client counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,50")]
     pub clients: Vec<usize>,
+    /// Run the servers and the clients on the two sides of a netlab link,
+    /// e.g. `rtt=50ms,loss=0.5%` (needs root).
+    #[arg(long, value_parser = crate::link::parse_spec)]
+    pub link: Option<LinkSpec>,
 }
 
 /// The request every client sends. `Connection: close` only in close mode.
@@ -65,21 +75,34 @@ struct Cell {
     p99: Duration,
 }
 
-/// Runs the whole report and prints it.
-pub async fn run(args: Args) -> Result<()> {
+/// Runs the whole report and prints it: on loopback, or with `--link` on the
+/// client side of a link (the runtime is built there, so every client socket
+/// is on that side; the listeners are made on the server side).
+pub fn run(args: Args) -> Result<()> {
+    let net = Net::start(args.link.as_ref())?;
+    let here = Arc::clone(&net);
+    net.on_client(move || tokio::runtime::Runtime::new()?.block_on(report(args, &here)))??;
+    if let Some(counters) = net.counters() {
+        println!("{counters}");
+    }
+    Ok(())
+}
+
+async fn report(args: Args, net: &Net) -> Result<()> {
     let per_cell = Duration::from_secs_f64(args.secs);
     // The benchmark wants to see connection setup, not the lesson's request
     // cap, so keep-alive connections may carry any number of requests here.
     let config = Config { max_requests: usize::MAX, ..Config::default() };
     let token = CancellationToken::new();
-    let hand = TcpListener::bind(harness::EPHEMERAL).await?;
-    let hyper = TcpListener::bind(harness::EPHEMERAL).await?;
+    let hand = net.listener()?;
+    let hyper = net.listener()?;
     let servers = [("hand-written", hand.local_addr()?), ("hyper", hyper.local_addr()?)];
     let a = tokio::spawn(server::serve(hand, config, token.clone()));
     let b = tokio::spawn(hyper_server::serve(hyper, config, token.clone()));
 
     println!(
-        "keepalive: GET /resource/1 on loopback, {:.1} s per cell, {} worker threads",
+        "keepalive: GET /resource/1 over {}, {:.1} s per cell, {} worker threads",
+        net.describe(),
         args.secs,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );

@@ -8,6 +8,8 @@
 //! cargo run -p bench --release -- todo        # lesson 10: REST reads and writes, memory and SQLite
 //! cargo run -p bench --release -- transports  # chapter 11: polling, long polling, SSE, WebSocket side by side
 //! cargo run -p bench --release -- siege       # chapter 10: every HTTP server under silent bodies and stalled readers
+//! cargo run -p bench --release -- ws-c10k     # lessons 8 and 9: 1,000 to 10,000 idle WebSockets: memory, connects, a broadcast
+//! cargo run -p bench --release -- link        # lesson 12: netlab's forwarder against loopback (root)
 //! ```
 //!
 //! Every report runs bounded loops against loopback only and stops by itself.
@@ -29,6 +31,7 @@ mod c10k;
 mod chat;
 mod echo;
 mod keepalive;
+mod link;
 mod load;
 mod measure;
 mod plot;
@@ -36,6 +39,7 @@ mod siege;
 mod stats;
 mod todo;
 mod transports;
+mod ws_c10k;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks behind the chapters' numbers (run with --release)")]
@@ -92,6 +96,14 @@ enum Report {
     /// Chapter 10: every HTTP server under silent request bodies and readers
     /// that stopped reading: what a new client sees, memory, recovery.
     Siege(siege::Args),
+    /// Lessons 8 and 9: 1,000 to 10,000 idle WebSocket clients of the chat
+    /// and the push server: memory per connection, threads, connect time,
+    /// and one broadcast to them all.
+    #[command(name = "ws-c10k")]
+    WsC10k(ws_c10k::Args),
+    /// Lesson 12: TCP throughput and a small packet's round trip through
+    /// netlab's link at 0 ms, against loopback (needs root).
+    Link(link::Args),
     /// Internal: run one of lesson 3's servers on 127.0.0.1:0 and print its
     /// address; the reports start this binary this way as a child process.
     #[command(hide = true)]
@@ -158,13 +170,13 @@ fn main() -> anyhow::Result<()> {
     // The reports of later lessons set up their own runtimes and run client
     // and server in one process; only lesson 3's reports pin cores below.
     let report = match report {
-        Report::Keepalive(args) => {
-            return tokio::runtime::Runtime::new()?.block_on(keepalive::run(args));
-        }
+        Report::Keepalive(args) => return keepalive::run(args),
         Report::Chat(args) => return chat::run(args),
         Report::Todo(args) => return todo::run(args),
         Report::Transports(args) => return transports::run(args),
         Report::Siege(args) => return siege::run(args),
+        Report::WsC10k(args) => return ws_c10k::run(args),
+        Report::Link(args) => return link::run(args),
         other => other,
     };
     if let Report::Server { flavour } = report {
@@ -204,7 +216,9 @@ fn main() -> anyhow::Result<()> {
             | Report::Chat(_)
             | Report::Todo(_)
             | Report::Transports(_)
-            | Report::Siege(_) => Ok(()),
+            | Report::WsC10k(_)
+            | Report::Siege(_)
+            | Report::Link(_) => Ok(()),
         }
     })?;
     println!("load average (1, 5, 15 min) before: {before}; after: {}", load_average());

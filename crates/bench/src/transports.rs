@@ -25,10 +25,18 @@
 //!
 //! Short polling's cost depends on its interval (`--poll-ms`, 250 ms unless
 //! told otherwise): halve it and idle requests double while latency halves.
+//!
+//! With `--link rtt=50ms` (root: see [`crate::link`]) the server process runs
+//! on the server side of a netlab link, the subscribers and the tap on the
+//! client side, and the publisher beside the server, so latency is what
+//! delivery across the link costs: one way for a stream, more for long
+//! polling (an update that lands while the next poll is still on its way
+//! waits for it), half an interval more for short polling.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -38,6 +46,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::link::{LinkSpec, Net};
 use crate::stats::percentile;
 
 pub(crate) mod child;
@@ -105,9 +114,17 @@ pub struct Args {
     /// Write the SVG plot to this file instead (`-` for nowhere).
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Run the server and the subscribers on the two sides of a netlab
+    /// link, e.g. `rtt=50ms,loss=0.5%` (needs root).
+    #[arg(long, value_parser = crate::link::parse_spec)]
+    link: Option<LinkSpec>,
     /// Internal: be the server process for one technique (see `child.rs`).
     #[arg(long, hide = true, value_enum)]
     serve: Option<Technique>,
+    /// Internal: the address the server process binds (127.0.0.1 unless
+    /// it runs on the server side of a link).
+    #[arg(long, hide = true, default_value = "127.0.0.1")]
+    bind: IpAddr,
 }
 
 /// One cell's figures: one row of the table and of the CSV.
@@ -135,9 +152,21 @@ pub struct Row {
 /// Runs the report (or, with `--serve`, one server process).
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(technique) = args.serve {
-        return child::serve(technique);
+        return child::serve(technique, args.bind);
     }
     raise_open_file_limit();
+    let net = Net::start(args.link.as_ref())?;
+    let here = Arc::clone(&net);
+    // With a link, everything but the server and the publisher runs on the
+    // client side: the runtime built there keeps its threads there.
+    net.on_client(move || report(args, &here))??;
+    if let Some(counters) = net.counters() {
+        println!("{counters}");
+    }
+    Ok(())
+}
+
+fn report(args: Args, net: &Net) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let updates = (args.rate * args.seconds).round() as u64;
     if updates == 0 || updates > feed::HISTORY as u64 {
@@ -148,8 +177,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     println!(
         "bench transports: {updates} updates per cell ({} /s for {} s), short polling every {} ms \
-         with ETag; every subscriber through one wire tap; server in its own process",
-        args.rate, args.seconds, args.poll_ms
+         with ETag; every subscriber through one wire tap; server in its own process; over {}",
+        args.rate,
+        args.seconds,
+        args.poll_ms,
+        net.describe()
     );
     let mut rows = Vec::new();
     for &payload in &args.payload {
@@ -157,7 +189,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             for &n in &args.subscribers {
                 eprintln!("== {} payload {payload} B, {n} subscribers", technique.name());
                 let row = runtime
-                    .block_on(measure(technique, payload, n, updates, &args))
+                    .block_on(measure(technique, payload, n, updates, &args, net))
                     .with_context(|| format!("{} with {n} subscribers", technique.name()))?;
                 if !row.ids.is_exact() {
                     eprintln!(
@@ -224,8 +256,9 @@ async fn measure(
     n: usize,
     updates: u64,
     args: &Args,
+    net: &Net,
 ) -> anyhow::Result<Row> {
-    let server = child::Server::start(technique).await?;
+    let server = child::Server::start_on(technique, net).await?;
     warm_up(server.addr).await?;
     let idle = server.usage()?;
     let tap = WireTap::start(server.addr)?;
@@ -261,7 +294,7 @@ async fn measure(
     let requests_before = server_requests(technique, server.addr, &tap).await?;
     let usage_before = server.usage()?;
     let (published_at, publish_secs) =
-        publish(technique, server.addr, updates, payload, args).await?;
+        publish(technique, server.addr, updates, payload, args, net).await?;
 
     // Everyone should have everything soon after the last publish; past this
     // deadline, whatever is missing counts as lost.
@@ -421,15 +454,23 @@ async fn server_requests(
 
 /// Posts `updates` updates of `payload` bytes at `args.rate` a second, and
 /// returns the instant before each POST (index = id - 1) and how long the
-/// publishing took.
+/// publishing took. Through a link, the publisher's connection is opened on
+/// the server side, as a backend beside the server would be, so latency is
+/// the delivery across the link and not the POST's trip as well.
 async fn publish(
     technique: Technique,
     server: SocketAddr,
     updates: u64,
     payload: usize,
     args: &Args,
+    net: &Net,
 ) -> anyhow::Result<(Vec<Instant>, f64)> {
-    let mut client = HttpClient::new(server);
+    let mut client = match net.link() {
+        None => HttpClient::new(server),
+        // Were the server to close it, HttpClient would reconnect from the
+        // client side; the lessons' servers keep a connection open.
+        Some(_) => HttpClient::over(net.connect_beside_server(server)?).await?,
+    };
     let data = tally::payload(payload);
     let (path, body) = match technique {
         Technique::WebSocket => ("/notify", json!({ "event": child::EVENT, "payload": data })),

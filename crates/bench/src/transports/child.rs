@@ -9,7 +9,7 @@
 //! outlive a benchmark run.
 
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -21,13 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::Technique;
 use super::tally::{Usage, read_usage};
+use crate::link::Net;
 
 /// The event name the WebSocket subscribers subscribe to.
 pub const EVENT: &str = "bench";
 
-/// The child's side: serve `technique` until stdin closes.
-pub fn serve(technique: Technique) -> anyhow::Result<()> {
-    serve_until_stdin_closes(move |listener, token| async move {
+/// The child's side: serve `technique` on `ip` until stdin closes.
+pub fn serve(technique: Technique, ip: IpAddr) -> anyhow::Result<()> {
+    serve_until_stdin_closes_on(ip, move |listener, token| async move {
         match technique {
             Technique::ShortPolling => {
                 short_polling::serve(listener, feed::Feed::default(), token).await
@@ -55,9 +56,19 @@ where
     F: FnOnce(TcpListener, CancellationToken) -> Fut,
     Fut: Future<Output = std::io::Result<()>>,
 {
+    serve_until_stdin_closes_on(IpAddr::V4(Ipv4Addr::LOCALHOST), server)
+}
+
+/// [`serve_until_stdin_closes`] on `ip`: the server side's 198.18.0.1 when
+/// the process was started on that side of a link.
+pub fn serve_until_stdin_closes_on<F, Fut>(ip: IpAddr, server: F) -> anyhow::Result<()>
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut,
+    Fut: Future<Output = std::io::Result<()>>,
+{
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = TcpListener::bind((ip, 0)).await?;
         let mut out = std::io::stdout();
         writeln!(out, "{}", listener.local_addr()?.port())?;
         out.flush()?;
@@ -84,9 +95,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server process for `technique` and waits for its port.
-    pub async fn start(technique: Technique) -> anyhow::Result<Self> {
-        Self::spawn(&["transports", "--serve", technique.name()]).await
+    /// Starts a server process for `technique` and waits for its port: on
+    /// loopback, or on the server side of `net`'s link.
+    pub async fn start_on(technique: Technique, net: &Net) -> anyhow::Result<Self> {
+        let Some(link) = net.link() else {
+            return Self::spawn(&["transports", "--serve", technique.name()]).await;
+        };
+        // `ip netns exec` runs the program by path, so `/proc/self/exe`
+        // would name `ip` itself by then: give it this binary's real path.
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let exe = exe.to_str().context("this binary's path is not UTF-8")?;
+        let mut cmd = link.command(netlab::Side::Server, exe);
+        let ip = net.server_ip().to_string();
+        cmd.args(["transports", "--serve", technique.name(), "--bind", &ip]);
+        Self::spawn_command(Command::from(cmd), net.server_ip()).await
     }
 
     /// Starts this binary with `args` (which must make it serve on
@@ -96,8 +118,15 @@ impl Server {
         // `/proc/self/exe` is this very program even if cargo has rebuilt
         // the file at its path since we started (another build in the same
         // target directory): the child is always the same code as its parent.
-        let mut child = Command::new("/proc/self/exe")
-            .args(args)
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.args(args);
+        Self::spawn_command(cmd, IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+    }
+
+    /// Starts `cmd`, a server process that binds `ip` and prints its port
+    /// (as [`serve`] does), and waits for the port.
+    async fn spawn_command(mut cmd: Command, ip: IpAddr) -> anyhow::Result<Self> {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -113,7 +142,7 @@ impl Server {
             .context("the server process did not print its port within 10 s")??;
         let port: u16 = line.trim().parse().with_context(|| format!("bad port line {line:?}"))?;
         let stdin = child.stdin.take();
-        Ok(Self { child, stdin, pid, addr: SocketAddr::from(([127, 0, 0, 1], port)) })
+        Ok(Self { child, stdin, pid, addr: SocketAddr::new(ip, port) })
     }
 
     /// CPU time and memory so far.
