@@ -85,3 +85,7 @@ rest-todo *ARGS:
 # Lesson 12: a link with latency, loss and a bandwidth limit between two namespaces (needs root).
 netlab *ARGS:
     cargo run -p netlab -- {{ARGS}}
+
+# Lesson 13: TLS 1.3 with rustls: the handshake on the wire, resumption, and how it fails.
+tls *ARGS:
+    cargo run -p tls -- {{ARGS}}
