@@ -39,7 +39,8 @@ pub struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
-/// A certificate and its private key, ready for a rustls server.
+/// A certificate and its private key, ready for a rustls server (or, from
+/// [`Ca::client_cert`], for a client that must prove who it is).
 #[derive(Debug)]
 pub struct ServerCert {
     /// The certificate, DER-encoded: what goes on the wire in the handshake.
@@ -106,6 +107,27 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.not_before = not_before.into();
         params.not_after = not_after.into();
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(ServerCert {
+            cert: cert.der().clone(),
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+        })
+    }
+
+    /// A client certificate for mutual TLS: the same CA signs it, for a
+    /// client called `name`, usable only to authenticate a client.
+    pub fn client_cert(&self, name: &str) -> Result<ServerCert, rcgen::Error> {
+        let now = SystemTime::now();
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // "This key may be used by a TLS client": a server checks it, so a
+        // stolen server certificate cannot log in as a client.
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = (now - CLOCK_SKEW).into();
+        params.not_after = (now + VALIDITY).into();
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(ServerCert {

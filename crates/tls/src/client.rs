@@ -44,6 +44,21 @@ pub fn with_versions(
     Arc::new(config)
 }
 
+/// Like [`client_config`], presenting `cert` when a server asks for one
+/// (mutual TLS).
+pub fn with_client_cert(
+    roots: Arc<rustls::RootCertStore>,
+    cert: &crate::certs::ServerCert,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![cert.cert.clone()], cert.key_der())?;
+    config.alpn_protocols = vec![crate::ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// What one exchange negotiated and got back.
 #[derive(Debug, Clone)]
 pub struct Exchange {

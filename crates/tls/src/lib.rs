@@ -66,6 +66,25 @@ pub fn server_config(cert: &certs::ServerCert) -> Result<Arc<rustls::ServerConfi
     Ok(Arc::new(config))
 }
 
+/// Like [`server_config`], for **mutual TLS**: the server also asks the
+/// client for a certificate and refuses the connection unless one chains to
+/// `client_roots`. How services inside one company often know who calls them.
+pub fn mutual_tls_config(
+    cert: &certs::ServerCert,
+    client_roots: Arc<rustls::RootCertStore>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(client_roots, provider.clone())
+            .build()?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert.cert.clone()], cert.key_der())?;
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Accepts connections until `token` is cancelled, each handled by [`handle`]
 /// on a task of its own, at most `config.max_connections` at once. Then waits
 /// up to `config.shutdown_grace` for open connections and returns.
@@ -177,11 +196,12 @@ pub async fn handle(
     }
     stats.count(&stats.handshakes);
     let summary = format!(
-        "hello over {:?}, {:?}, ALPN {}, SNI {}\n",
+        "hello over {:?}, {:?}, ALPN {}, SNI {}, client certificate {}\n",
         session.protocol_version().unwrap_or(rustls::ProtocolVersion::Unknown(0)),
         session.negotiated_cipher_suite().map_or(rustls::CipherSuite::Unknown(0), |s| s.suite()),
         session.alpn_protocol().map_or("none".into(), |p| String::from_utf8_lossy(p).into_owned()),
         session.server_name().unwrap_or("none (the client dialled an IP address)"),
+        if session.peer_certificates().is_some() { "checked" } else { "none" },
     );
     // One request head, bounded in size and time; its content does not matter.
     let mut head = Vec::new();

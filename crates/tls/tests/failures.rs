@@ -150,3 +150,30 @@ async fn a_handshake_that_stalls_is_cut_off_and_others_are_served() {
     assert_eq!(Stats::get(&s.stats.handshake_timeouts), 2);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn past_the_connection_cap_a_new_connection_is_closed_and_counted() {
+    let handshake_timeout = Duration::from_millis(300);
+    let s =
+        Server::start(Config { handshake_timeout, max_connections: 1, ..Config::default() }).await;
+    // The only slot goes to a client that says nothing (accepted first: the
+    // listener's queue is first in, first out).
+    let _silent = TcpStream::connect(s.addr()).await.expect("connect");
+    let refused = s.fetch("localhost").await.expect_err("the server is full");
+    assert!(matches!(refused, ClientError::Io(_)), "closed mid-handshake: {refused}");
+    assert_eq!(Stats::get(&s.stats.refused_full), 1);
+    // Once the silent one is cut off, the slot is free again. (Its task
+    // counts the timeout a moment before it gives the slot back, so poll.)
+    let served = within(LIMIT, "a good client to be served once the slot is free", async {
+        loop {
+            match s.fetch("localhost").await {
+                Ok(x) => break x,
+                Err(_) => tokio::time::sleep(harness::wait::POLL_EVERY).await,
+            }
+        }
+    })
+    .await;
+    assert!(served.answer.starts_with(b"HTTP/1.1 200 OK"));
+    assert_eq!(Stats::get(&s.stats.handshake_timeouts), 1);
+    s.stop().await;
+}
