@@ -18,6 +18,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,18 +28,20 @@ use netlab::{Link, LinkConfig, Side};
 
 use crate::stats::percentile;
 
-/// What `--link` asks for: `rtt=50ms,loss=0.5%,rate=10mbit` (any of the
-/// three, in any order; the units are netlab's, which are tc's).
+/// What `--link` asks for: `rtt=50ms,loss=0.5%,rate=10mbit,pcap=FILE` (any
+/// of them, in any order; the units are netlab's, which are tc's).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkSpec {
     pub rtt: Duration,
     pub loss: f64,
     pub rate_bps: Option<u64>,
+    /// Capture every packet that crosses the link to this pcap file.
+    pub pcap: Option<PathBuf>,
 }
 
 /// clap's parser for `--link`.
 pub fn parse_spec(s: &str) -> Result<LinkSpec, String> {
-    let mut spec = LinkSpec { rtt: Duration::ZERO, loss: 0.0, rate_bps: None };
+    let mut spec = LinkSpec { rtt: Duration::ZERO, loss: 0.0, rate_bps: None, pcap: None };
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (key, value) = part
             .split_once('=')
@@ -47,7 +50,10 @@ pub fn parse_spec(s: &str) -> Result<LinkSpec, String> {
             "rtt" => spec.rtt = netlab::parse::duration(value)?,
             "loss" => spec.loss = netlab::parse::probability(value)?,
             "rate" => spec.rate_bps = Some(netlab::parse::rate(value)?),
-            other => return Err(format!("unknown link setting {other:?} (rtt, loss or rate)")),
+            "pcap" => spec.pcap = Some(PathBuf::from(value.trim())),
+            other => {
+                return Err(format!("unknown link setting {other:?} (rtt, loss, rate or pcap)"));
+            }
         }
     }
     Ok(spec)
@@ -56,7 +62,10 @@ pub fn parse_spec(s: &str) -> Result<LinkSpec, String> {
 impl LinkSpec {
     /// The same in both directions: half the RTT each way, the loss on each.
     pub fn config(&self) -> LinkConfig {
-        LinkConfig::symmetric(self.rtt, self.loss, self.rate_bps)
+        LinkConfig {
+            pcap: self.pcap.clone(),
+            ..LinkConfig::symmetric(self.rtt, self.loss, self.rate_bps)
+        }
     }
 }
 
@@ -84,7 +93,8 @@ impl Net {
         let link = match spec {
             None => None,
             Some(spec) => {
-                netlab::check_privileges().context("--link")?;
+                // One line, as netlab says it, not a chain of causes.
+                netlab::check_privileges().map_err(|e| anyhow::anyhow!("--link: {e}"))?;
                 let link = Link::start(spec.config()).context("--link: building the link")?;
                 eprintln!("bench: through {spec}");
                 Some((link, spec.clone()))
@@ -205,7 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.transfers == 0 || args.round_trips == 0 || args.megabytes == 0 {
         bail!("transfers, round trips and megabytes must be at least 1");
     }
-    let spec = LinkSpec { rtt: Duration::ZERO, loss: 0.0, rate_bps: None };
+    let spec = LinkSpec { rtt: Duration::ZERO, loss: 0.0, rate_bps: None, pcap: None };
     let loopback = Net::start(None)?;
     let link = Net::start(Some(&spec))?;
     let bytes = args.megabytes * 1_000_000;
@@ -343,6 +353,8 @@ mod tests {
         assert_eq!(s.rate_bps, None);
         let s = parse_spec("rate=10mbit, rtt=100ms").expect("valid");
         assert_eq!((s.rtt, s.rate_bps), (Duration::from_millis(100), Some(10_000_000)));
+        let s = parse_spec("rtt=20ms,pcap=/tmp/x.pcap").expect("valid");
+        assert_eq!(s.config().pcap, Some(PathBuf::from("/tmp/x.pcap")));
         assert!(parse_spec("rtt=50").is_ok(), "a bare number is milliseconds, as in netlab");
         assert!(parse_spec("delay=50ms").is_err());
         assert!(parse_spec("rtt").is_err());
