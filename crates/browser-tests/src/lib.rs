@@ -98,6 +98,12 @@ impl Browser {
     /// with a fresh, empty profile. Panics with a clear message if the
     /// browser is missing or does not start.
     pub async fn start() -> Self {
+        Self::start_with_args(&[]).await
+    }
+
+    /// Like [`Browser::start`], with `extra` Chromium flags after
+    /// [`CHROMIUM_ARGS`] (the TLS test passes the one certificate to trust).
+    pub async fn start_with_args(extra: &[String]) -> Self {
         if let Some(why) = missing() {
             panic!("{why}");
         }
@@ -115,6 +121,7 @@ impl Browser {
         let profile = TempDir::new().expect("a fresh profile directory");
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.0.display()));
+        args.extend(extra.iter().cloned());
         // chromedriver takes a moment to listen; ask its status until it is ready.
         let started = Instant::now();
         loop {

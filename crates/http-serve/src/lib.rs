@@ -25,6 +25,18 @@
 //! So [`serve`] writes the loop out with hyper and hyper-util, the crates axum
 //! is built on. Chapter 10 walks through it; lesson 4 builds the same limits
 //! by hand.
+//!
+//! **TLS, optionally.** With [`ServeConfig::tls`] set, each accepted socket
+//! does a TLS handshake (rustls, lesson 13) before hyper sees a byte, under
+//! [`ServeConfig::handshake_timeout`]; a failed or stalled handshake is
+//! logged and closes that connection only. The same app is then served as
+//! `https://` (and its WebSockets as `wss://`) without a line of it changing.
+//! [`throwaway_tls`] makes a certificate for `localhost` and `127.0.0.1`
+//! with lesson 13's throwaway CA, for the lessons' `serve --tls`.
+
+pub mod https;
+
+pub use https::{HANDSHAKE_TIMEOUT, throwaway_tls};
 
 use std::convert::Infallible;
 use std::io;
@@ -126,6 +138,13 @@ pub struct ServeConfig {
     /// Off by default, as in `axum::serve`; chapter 11 shows what it costs a
     /// server that sends small messages close together.
     pub nodelay: bool,
+    /// Terminate TLS with these settings before HTTP (`None`: plain HTTP,
+    /// the default). Lesson 13's `tls::server_config` or [`throwaway_tls`]
+    /// makes one; its ALPN must offer `http/1.1`, the only HTTP served here.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long a TLS client has from connecting to the end of its
+    /// handshake ([`HANDSHAKE_TIMEOUT`], 10 s). Unused without `tls`.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -137,6 +156,8 @@ impl Default for ServeConfig {
             max_connections: MAX_CONNECTIONS,
             shutdown_grace: SHUTDOWN_GRACE,
             nodelay: false,
+            tls: None,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -163,14 +184,17 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let mut accept_failures = FailureLog::new("accept failed");
+    let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let handshake_failures =
+        Arc::new(std::sync::Mutex::new(FailureLog::new("TLS handshake failed")));
     // Set when the listener breaks: the open connections are still given
     // their grace, then the error is returned.
     let mut broken = None;
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(pair) => pair,
                 // Chapter 1, "When accept fails": the same answers in every loop.
                 Err(e) => {
                     if let Some(line) = accept_failures.failed(&e) {
@@ -213,23 +237,42 @@ pub async fn serve(
         if config.nodelay {
             let _ = stream.set_nodelay(true);
         }
-        let io = TokioIo::new(WriteTimeout::new(stream, config.write_timeout));
+        let write_timeout = config.write_timeout;
         let service = Handler { app: app.clone(), body_timeout: config.body_timeout };
-        let connection = http.serve_connection(io, service).with_upgrades();
-        let stop = token.clone();
+        let (http, stop) = (http.clone(), token.clone());
+        let (acceptor, handshake_timeout) = (acceptor.clone(), config.handshake_timeout);
+        let handshake_failures = Arc::clone(&handshake_failures);
         tracker.spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            // An error ends this connection only (garbage, a vanished
-            // client, a header timeout, a stalled write); hyper answered
-            // what deserved it.
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = stop.cancelled() => {
-                    // Finish the request in flight, if any, then close;
-                    // an idle kept-alive connection closes at once.
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+            let Some(acceptor) = acceptor else {
+                run_connection(&http, WriteTimeout::new(stream, write_timeout), service, stop)
+                    .await;
+                drop(slot);
+                return;
+            };
+            // The handshake has its own deadline: hyper's header timeout
+            // starts only once hyper has the socket, and rustls would wait
+            // for a ClientHello for ever. Shutdown drops a connection still
+            // mid-handshake.
+            let handshake = tokio::time::timeout(
+                handshake_timeout,
+                tls_handshake(stream, &acceptor, write_timeout),
+            );
+            let outcome = tokio::select! {
+                outcome = handshake => outcome,
+                () = stop.cancelled() => return,
+            };
+            let failure = match outcome {
+                Ok(Ok(Some(tls))) => return run_connection(&http, tls, service, stop).await,
+                Ok(Ok(None)) => format!("{peer}: plain HTTP on the TLS port; answered 400"),
+                Ok(Err(e)) => format!("{peer}: {e}"),
+                Err(_) => format!("{peer}: not finished within {handshake_timeout:?}; closed"),
+            };
+            // One line per few seconds however many fail: a scanner or a
+            // misconfigured client must not flood the log.
+            let line =
+                handshake_failures.lock().unwrap_or_else(|p| p.into_inner()).failed(&failure);
+            if let Some(line) = line {
+                tracing::warn!("{line}");
             }
             drop(slot);
         });
@@ -243,6 +286,49 @@ pub async fn serve(
         }
     }
     broken.map_or(Ok(()), Err)
+}
+
+/// The server's side of a TLS handshake. A first byte that is a capital
+/// letter is a plain-HTTP request on the TLS port (a TLS record starts with
+/// `0x16`): it gets lesson 13's readable 400 instead of a binary alert, and
+/// `Ok(None)`.
+async fn tls_handshake(
+    stream: TcpStream,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    write_timeout: Duration,
+) -> io::Result<Option<tokio_rustls::server::TlsStream<WriteTimeout>>> {
+    // Peek, don't read: if it is TLS, rustls must see the first byte too.
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 1 && first[0].is_ascii_uppercase() {
+        tls::answer_plain_http(stream).await;
+        return Ok(None);
+    }
+    acceptor.accept(WriteTimeout::new(stream, write_timeout)).await.map(Some)
+}
+
+/// Serves HTTP/1.1 on one connection, plain or TLS, until it ends or `stop`
+/// is cancelled.
+async fn run_connection<I>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: Handler,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = http.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    // An error ends this connection only (garbage, a vanished client, a
+    // header timeout, a stalled write); hyper answered what deserved it.
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = stop.cancelled() => {
+            // Finish the request in flight, if any, then close; an idle
+            // kept-alive connection closes at once.
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }
 
 /// The answer for a client that arrives when every slot is taken.

@@ -28,6 +28,13 @@ enum Command {
         /// of in memory.
         #[arg(long)]
         db: Option<PathBuf>,
+        /// Serve https:// with a certificate from lesson 13's throwaway CA,
+        /// whose certificate goes to --ca-file (in memory only).
+        #[arg(long, conflicts_with = "db")]
+        tls: bool,
+        /// Where --tls writes the CA certificate (public) for curl --cacert.
+        #[arg(long, default_value_os_t = std::env::temp_dir().join("rest-todo-tls-ca.pem"))]
+        ca_file: PathBuf,
     },
     /// Talk to a running server.
     Client {
@@ -60,7 +67,8 @@ async fn main() -> anyhow::Result<()> {
     harness::init_logging_at("warn");
     match Cli::parse().command {
         None => demo().await,
-        Some(Command::Serve { addr, db }) => run_server(addr, db).await,
+        Some(Command::Serve { addr, tls: true, ca_file, .. }) => serve_tls(addr, ca_file).await,
+        Some(Command::Serve { addr, db, .. }) => run_server(addr, db).await,
         Some(Command::Client { addr, action }) => client(addr, action).await,
     }
 }
@@ -89,6 +97,29 @@ async fn run_server(addr: SocketAddr, db: Option<PathBuf>) -> anyhow::Result<()>
             serve(listener, store, token).await?;
         }
     }
+    eprintln!("rest-todo: stopped");
+    Ok(())
+}
+
+/// `serve --tls`: the same API (in memory) behind `http_serve`'s TLS
+/// (lesson 13), with `serve`'s settings and a throwaway certificate.
+async fn serve_tls(addr: SocketAddr, ca_file: PathBuf) -> anyhow::Result<()> {
+    let tls = http_serve::throwaway_tls(&ca_file).map_err(|e| anyhow::anyhow!(e))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let port = listener.local_addr()?.port();
+    eprintln!("rest-todo: serving on https://localhost:{port}/todos (in memory; Ctrl-C to stop)");
+    eprintln!("rest-todo: CA certificate written to {}", ca_file.display());
+    eprintln!("try: curl --cacert {} https://localhost:{port}/todos", ca_file.display());
+    let config = http_serve::ServeConfig {
+        max_connections: rest_todo::MAX_CONNECTIONS,
+        shutdown_grace: rest_todo::SHUTDOWN_GRACE,
+        nodelay: true,
+        tls: Some(tls),
+        ..Default::default()
+    };
+    let app = rest_todo::router(MemoryStore::new());
+    http_serve::serve(listener, app, harness::ctrl_c_token(), config).await?;
     eprintln!("rest-todo: stopped");
     Ok(())
 }

@@ -244,7 +244,7 @@ this port speaks TLS: use https:// instead.\n";
 /// [`limits::MAX_REQUEST_HEAD`]) before closing: closing a socket with unread
 /// bytes sends a reset, and a reset can destroy the answer before the client
 /// reads it.
-async fn answer_plain_http(mut stream: TcpStream) {
+pub async fn answer_plain_http(mut stream: TcpStream) {
     let exchange = async {
         stream.write_all(PLAIN_HTTP_ANSWER).await?;
         stream.shutdown().await?;

@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -31,6 +32,13 @@ enum Command {
         addr: SocketAddr,
         #[command(flatten)]
         allowed: AllowOrigins,
+        /// Serve wss:// (and the page over https://) with a certificate from
+        /// lesson 13's throwaway CA, whose certificate goes to --ca-file.
+        #[arg(long)]
+        tls: bool,
+        /// Where --tls writes the CA certificate (public) for curl --cacert.
+        #[arg(long, default_value_os_t = std::env::temp_dir().join("chat-tls-ca.pem"))]
+        ca_file: PathBuf,
     },
     /// The terminal client: type lines to chat; /join ROOM, /leave, /who.
     Client {
@@ -47,7 +55,12 @@ async fn main() -> anyhow::Result<()> {
     harness::init_logging_at("warn");
     match Cli::parse().command {
         None => demo().await,
-        Some(Command::Serve { addr, allowed }) => serve(addr, allowed.origins).await,
+        Some(Command::Serve { addr, allowed, tls: false, .. }) => {
+            serve(addr, allowed.origins).await
+        }
+        Some(Command::Serve { addr, allowed, tls: true, ca_file }) => {
+            serve_tls(addr, allowed.origins, ca_file).await
+        }
         Some(Command::Client { addr, name }) => run_client(addr, name).await,
     }
 }
@@ -63,6 +76,32 @@ async fn serve(addr: SocketAddr, allowed_origins: Vec<String>) -> anyhow::Result
         println!("\nshutting down: every open connection gets close 1001");
     });
     Chat::new(Config { allowed_origins, ..Config::default() }).serve(listener, token).await?;
+    Ok(())
+}
+
+/// `serve --tls`: the same chat behind `http_serve`'s TLS (lesson 13).
+async fn serve_tls(
+    addr: SocketAddr,
+    mut allowed_origins: Vec<String>,
+    ca_file: PathBuf,
+) -> anyhow::Result<()> {
+    let tls = http_serve::throwaway_tls(&ca_file).map_err(|e| anyhow::anyhow!(e))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let port = listener.local_addr()?.port();
+    // The origin check knows the server's own page as http:// only; over
+    // TLS the page's origin is https://, on either loopback name.
+    allowed_origins.extend(["localhost", "127.0.0.1"].map(|h| format!("https://{h}:{port}")));
+    println!(
+        "chat on wss://localhost:{port}/ws, page at https://localhost:{port}/ ; Ctrl-C to stop"
+    );
+    println!("CA certificate written to {}", ca_file.display());
+    println!("try: curl --cacert {} https://localhost:{port}/", ca_file.display());
+    let chat = Chat::new(Config { allowed_origins, ..Config::default() });
+    let config = http_serve::ServeConfig { tls: Some(tls), ..Default::default() };
+    // Chat::serve takes no ServeConfig, so this runs its router on the loop
+    // directly; open chats end with the process, without close 1001.
+    http_serve::serve(listener, chat.router(), harness::ctrl_c_token(), config).await?;
     Ok(())
 }
 
