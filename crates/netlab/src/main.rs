@@ -1,5 +1,6 @@
 //! The command line of lesson 12. With no arguments it runs the demo; see
-//! `cargo run -p netlab -- --help`. Everything needs root.
+//! `cargo run -p netlab -- --help`. Everything needs root, or a
+//! user namespace of its own, which it enters by itself when not root.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -131,6 +132,9 @@ static CTRL_C_IS_THE_SHELLS: AtomicBool = AtomicBool::new(false);
 
 fn main() -> ExitCode {
     harness::init_logging_at("warn");
+    if let Some(code) = reenter_in_user_namespace() {
+        return code;
+    }
     // Ctrl-C: delete our namespaces (killing what runs in them) before we go.
     // A plain SIGINT would skip every Drop and leave them for the next run's
     // sweep. The TUN devices close with the process.
@@ -154,6 +158,68 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Set in the copy of us that runs inside the user namespace, so it does not
+/// try to enter another.
+const IN_USER_NAMESPACE: &str = "NETLAB_IN_USER_NAMESPACE";
+
+/// What the copy of us runs first, inside the new user and mount namespaces:
+/// `ip netns` keeps its namespaces in `/run/netns`, which only the real root
+/// may create; a private tmpfs over `/run`, seen by this process tree alone,
+/// gives it one. Then it becomes netlab again, with the same arguments.
+const USER_NAMESPACE_SCRIPT: &str = r#"mount -t tmpfs netlab-run /run && exec "$@""#;
+
+/// The unprivileged path. An ordinary user may, on most Linux desktops,
+/// create a user namespace in which it is root: root over the network
+/// namespaces and TUN devices it creates there, and over nothing else on
+/// the machine. A running, multi-threaded process cannot enter a new user
+/// namespace itself, so we start a copy of ourselves inside one with
+/// `unshare --user --map-root-user --mount --net` and pass on its exit
+/// status. The copy gets a network namespace of its own too: `ip netns add`
+/// steps back into its caller's network namespace after making a new one,
+/// which a user namespace may do only in a namespace it owns (the machine's
+/// answers "setns: Operation not permitted"). Loopback there is empty and
+/// unused; the link is between the two namespaces netlab makes.
+/// `None` means: carry on here (already root, already inside, or user
+/// namespaces are not allowed, in which case `check_privileges` says why).
+fn reenter_in_user_namespace() -> Option<ExitCode> {
+    if rustix::process::geteuid().is_root() || std::env::var_os(IN_USER_NAMESPACE).is_some() {
+        return None;
+    }
+    // Can we? (Off on some kernels: kernel.unprivileged_userns_clone=0,
+    // user.max_user_namespaces=0, or an AppArmor rule as on Ubuntu 24.04.)
+    let allowed = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--net", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    eprintln!("netlab: not root: running in a user namespace of our own (no sudo needed)");
+    // Ctrl-C reaches the copy too (same terminal, same process group); it
+    // removes the link, and we wait for it rather than die first.
+    let _ = ctrlc::set_handler(|| {});
+    let status = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--net", "--", "sh", "-c"])
+        .arg(USER_NAMESPACE_SCRIPT)
+        .arg("netlab")
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(IN_USER_NAMESPACE, "1")
+        .status();
+    Some(match status {
+        Ok(s) => match s.code() {
+            Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+            None => ExitCode::from(130),
+        },
+        Err(e) => {
+            eprintln!("netlab: could not start unshare: {e}");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 /// The demo's port on the server side. The server side is a namespace of its
