@@ -103,7 +103,7 @@ async fn connection(chat: Chat, mut conn: Connection) {
     // with it, which lets the writer finish), then tell the room.
     let gone = chat.hub().members.remove(&id).and_then(|m| Some((m.name?, m.room)));
     if let Some((name, room)) = gone {
-        broadcast(&chat, &room, &ServerMsg::Info { message: format!("{name} left {room}") });
+        announce(&chat, &room, format!("{name} left {room}"), None);
     }
     conn.finish().await;
 }
@@ -142,7 +142,7 @@ fn handle_text(chat: &Chat, id: u64, text: &str) {
                     me.name = Some(name.clone());
                 }
             }
-            broadcast(chat, &room, &ServerMsg::Info { message: format!("{name} joined {room}") });
+            announce(chat, &room, format!("{name} joined {room}"), Some(id));
         }
         (ClientMsg::Username(_), Some(name)) => {
             reply(chat, id, error(format!("you are already {name}")));
@@ -189,8 +189,31 @@ fn move_to(chat: &Chat, id: u64, name: &str, from: &str, to: &str) {
     if let Some(me) = chat.hub().members.get_mut(&id) {
         me.room = to.to_owned();
     }
-    broadcast(chat, from, &ServerMsg::Info { message: format!("{name} left {from}") });
-    broadcast(chat, to, &ServerMsg::Info { message: format!("{name} joined {to}") });
+    announce(chat, from, format!("{name} left {from}"), None);
+    announce(chat, to, format!("{name} joined {to}"), Some(id));
+}
+
+/// Tells `room` that someone joined or left: every named member while the
+/// room has at most `announce_up_to` of them ([`ANNOUNCE_UP_TO`]), and past
+/// that only the one who joined (`joiner`), so a client still sees that its
+/// name or move took. A notice costs one delivery per member, so announcing
+/// every join makes filling a room of N cost N²/2 deliveries; see the limit.
+fn announce(chat: &Chat, room: &str, message: String, joiner: Option<u64>) {
+    let frame = ServerMsg::Info { message }.to_frame();
+    let mut hub = chat.hub();
+    // A leave is counted as the room was, the leaver in it, so the same
+    // room size decides for its join and its leave.
+    let members = hub.members.values().filter(|m| m.name.is_some() && m.room == room).count()
+        + usize::from(joiner.is_none());
+    if members <= chat.shared.config.announce_up_to {
+        for member in hub.members.values_mut() {
+            if member.name.is_some() && member.room == room {
+                member.outbox.deliver(frame.clone());
+            }
+        }
+    } else if let Some(me) = joiner.and_then(|id| hub.members.get_mut(&id)) {
+        me.outbox.deliver(frame);
+    }
 }
 
 /// Sends `msg` to one client, or drops that client if its queue is full.

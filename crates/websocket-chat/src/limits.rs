@@ -60,6 +60,17 @@ const _: () = assert!(BURSTS_TO_FILL_A_QUEUE == 13);
 /// above 10,000 (`ulimit -n`).
 pub const MAX_CONNECTIONS: usize = 10_000;
 
+/// The largest room (named members, the newcomer counted) in which joins
+/// and leaves are announced to everyone; past it only the one who joined is
+/// told. Each notice is one delivery per member, so filling a room of N with
+/// announced joins costs N²/2 deliveries: half a million at 1,000 (a few
+/// seconds of this server's fan-out on the bench's 2-core machine), 50
+/// million at 10,000, minutes of nothing but notices, and a reconnect storm
+/// after a restart would fill every queue of [`QUEUE_CAPACITY`] on the way
+/// and close the room as too slow. 1,000 keeps every room of `bench chat`
+/// announced.
+pub const ANNOUNCE_UP_TO: usize = 1_000;
+
 /// The chat's connections: [`MAX_CONNECTIONS`] of them, [`QUEUE_CAPACITY`]
 /// messages waiting for each, [`MAX_MESSAGE_BYTES`] a message.
 pub const CONNECTION_LIMITS: conn::Limits =
@@ -87,11 +98,20 @@ pub struct Config {
     /// any other page the learner visits could otherwise chat as the
     /// learner (see [`crate::origin`]).
     pub allowed_origins: Vec<String>,
+    /// Rooms with more named members than this get no join and leave
+    /// notices; only the one joining is told. [`ANNOUNCE_UP_TO`] by default.
+    pub announce_up_to: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
         let (send_rate, send_burst) = (SEND_RATE, SEND_BURST);
-        Self { connection: CONNECTION_LIMITS, send_rate, send_burst, allowed_origins: Vec::new() }
+        Self {
+            connection: CONNECTION_LIMITS,
+            send_rate,
+            send_burst,
+            allowed_origins: Vec::new(),
+            announce_up_to: ANNOUNCE_UP_TO,
+        }
     }
 }

@@ -642,3 +642,25 @@ async fn protocol_violations_are_closed_with_1002() {
     assert_violations_closed_with_1002(server.addr()).await;
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// Past `announce_up_to` named members, joins and leaves are not announced
+/// (filling a room of N would cost N²/2 deliveries), but the newcomer is
+/// still told its join took.
+#[tokio::test]
+async fn joins_past_the_announce_limit_reach_only_the_newcomer() {
+    let (server, _) = start(Config { announce_up_to: 2, ..quick() }).await;
+    let mut alice = join(server.addr(), "alice").await;
+    let mut bob = join(server.addr(), "bob").await;
+    let notice = next_of_type(&mut alice, "info").await;
+    assert_eq!(notice["message"], "bob joined lobby", "a room of 2 is announced");
+    // `join` waits for carol's own notice: she is told even past the limit.
+    let carol = join(server.addr(), "carol").await;
+    drop(carol);
+    // Bob speaks after carol joined and left: if either had been announced,
+    // alice would read that notice first (one queue, in order).
+    say(&mut bob, "after carol").await;
+    let next = alice.recv_json_where(WAIT, |_| true).await.expect("alice's next message");
+    assert_eq!(next["type"], "message", "no notice about carol: {next}");
+    assert_eq!(next["message"], "after carol");
+    server.shutdown().await.expect("clean shutdown");
+}
