@@ -10,6 +10,7 @@
 //! cargo run -p bench --release -- siege       # chapter 10: every HTTP server under silent bodies and stalled readers
 //! cargo run -p bench --release -- ws-c10k     # lessons 8 and 9: 1,000 to 10,000 idle WebSockets: memory, connects, a broadcast
 //! cargo run -p bench --release -- link        # lesson 12: netlab's forwarder against loopback (root)
+//! cargo run -p bench --release -- tls         # lesson 13: handshakes/s, bulk throughput, time to first byte
 //! ```
 //!
 //! Every report runs bounded loops against loopback only and stops by itself.
@@ -37,6 +38,7 @@ mod measure;
 mod plot;
 mod siege;
 mod stats;
+mod tls;
 mod todo;
 mod transports;
 mod ws_c10k;
@@ -104,6 +106,9 @@ enum Report {
     /// Lesson 12: TCP throughput and a small packet's round trip through
     /// netlab's link at 0 ms, against loopback (needs root).
     Link(link::Args),
+    /// Lesson 13: TLS 1.3 handshakes per second (full, resumed) and bulk
+    /// throughput against plain TCP, and time to first byte (`--link rtt=50ms`).
+    Tls(tls::Args),
     /// Internal: run one of lesson 3's servers on 127.0.0.1:0 and print its
     /// address; the reports start this binary this way as a child process.
     #[command(hide = true)]
@@ -177,6 +182,7 @@ fn main() -> anyhow::Result<()> {
         Report::Siege(args) => return siege::run(args),
         Report::WsC10k(args) => return ws_c10k::run(args),
         Report::Link(args) => return link::run(args),
+        Report::Tls(args) => return tls::run(args),
         other => other,
     };
     if let Report::Server { flavour } = report {
@@ -218,7 +224,8 @@ fn main() -> anyhow::Result<()> {
             | Report::Transports(_)
             | Report::WsC10k(_)
             | Report::Siege(_)
-            | Report::Link(_) => Ok(()),
+            | Report::Link(_)
+            | Report::Tls(_) => Ok(()),
         }
     })?;
     println!("load average (1, 5, 15 min) before: {before}; after: {}", load_average());
