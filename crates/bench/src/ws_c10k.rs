@@ -2,22 +2,28 @@
 //! from 1,000 to 10,000 of them, and how long one broadcast takes to reach
 //! them all (chapter 8, "What a connection costs").
 //!
-//! For each server (`chat`, `push`) and each count N:
+//! For each server (`chat`, `push`, and `notes-node` when asked) and each
+//! count N:
 //!
-//! 1. The lesson's server starts in a process of its own (this binary, `bench
-//!    ws-c10k --serve chat|push`), with its default limits, so `/proc` says
-//!    what *it* holds. Its resident memory is read once it is listening.
+//! 1. The server starts in a process of its own (this binary, `bench
+//!    ws-c10k --serve chat|push`, with the lesson's default limits; or the
+//!    notes' Node.js server of `bench chat --target notes-node`), so `/proc`
+//!    says what *it* holds. Its resident memory is read once it listens.
 //! 2. N clients (tokio-tungstenite, in this process) connect, 64 at a time,
 //!    and each sends one message and waits for the answer: a subscription
-//!    (`{"event":"bench"}`, answered `subscribed`) for push; for the chat a
-//!    `who` before choosing a name (answered with an error), because a
-//!    client that chooses a name is announced to everyone in the lobby, and
-//!    N announcements to N clients is N² deliveries (50 million at 10,000).
+//!    (`{"event":"bench"}`, answered `subscribed`) for push; a username for
+//!    the chat, answered with the client's own join notice (in the lobby
+//!    past [`websocket_chat::ANNOUNCE_UP_TO`] members only the newcomer
+//!    hears it; announcing each of 10,000 joins to everyone would be 50
+//!    million deliveries); a ping for the Node server, answered with a
+//!    pong (anything else it would relay to everyone).
 //! 3. Idle: the server's resident memory and threads are read again;
 //!    memory per connection is the growth divided by N.
-//! 4. For push, one `POST /notify` on `bench`: every client notes when the
-//!    notification arrives; the report prints the last arrival and the p99,
-//!    counted from just before the POST.
+//! 4. One broadcast: for push a `POST /notify` on `bench`; for the chat and
+//!    Node the first client says one message (the cap is 10,000, so a
+//!    speaker of its own would not fit). Every client notes
+//!    when it arrives; the report prints the last arrival and the p99,
+//!    counted from just before the POST or the send.
 //!
 //! Everything is on loopback and bounded: every wait has a deadline, and the
 //! server process is killed when its cell ends.
@@ -40,7 +46,8 @@ pub struct Args {
     /// Client counts to measure, one after the other.
     #[arg(long, value_delimiter = ',', default_values_t = [1000, 5000, 10000])]
     clients: Vec<usize>,
-    /// Servers to measure.
+    /// Servers to measure (`notes-node`: the notes' Node.js chat server,
+    /// skipped with the reason where node or npm is missing).
     #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Target::Chat, Target::Push])]
     targets: Vec<Target>,
     /// tungstenite's read buffer on the server, in bytes (default: the
@@ -60,6 +67,8 @@ pub enum Target {
     Chat,
     /// Lesson 9: push-notifications.
     Push,
+    /// The notes' chat server on Node.js and `ws` (`crates/bench/peers/`).
+    NotesNode,
 }
 
 /// Connects in flight at once: enough to keep the server's accept loop busy,
@@ -71,6 +80,9 @@ const STEP: Duration = Duration::from_secs(60);
 
 /// The event the push clients subscribe to.
 const EVENT: &str = "bench";
+
+/// What the broadcast says, and how each client recognises it.
+const BROADCAST: &str = "to everyone";
 
 /// Runs the report, or the server of one cell (`--serve`).
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -87,10 +99,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "{:<5} {:>6} {:>9} {:>9} {:>8} {:>8} {:>10} {:>10} {:>10}",
         "", "N", "RSS MiB", "KiB/conn", "threads", "conn s", "conn p99", "last ms", "p99 ms"
     );
+    let mut node = None;
+    if args.targets.contains(&Target::NotesNode) {
+        match crate::chat::notes_node() {
+            Ok(peer) => node = Some(peer),
+            Err(why) => println!("bench ws-c10k: skipping notes-node: {why}"),
+        }
+    }
     for &target in &args.targets {
+        if target == Target::NotesNode && node.is_none() {
+            continue;
+        }
         for &n in &args.clients {
             let row = runtime
-                .block_on(measure(target, n, args.read_buffer))
+                .block_on(measure(target, n, args.read_buffer, node.as_ref()))
                 .with_context(|| format!("{target:?} with {n} clients"))?;
             let (last, p99) = match row.broadcast {
                 Some((last, p99)) => (ms(last), ms(p99)),
@@ -98,7 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             };
             println!(
                 "{:<5} {n:>6} {:>9.1} {:>9.1} {:>8} {:>8.2} {:>10} {:>10} {:>10}",
-                format!("{target:?}").to_lowercase(),
+                name(target),
                 row.rss_kib as f64 / 1024.0,
                 row.per_conn_kib,
                 row.threads,
@@ -110,6 +132,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn name(target: Target) -> &'static str {
+    match target {
+        Target::Chat => "chat",
+        Target::Push => "push",
+        Target::NotesNode => "node",
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -137,6 +167,7 @@ async fn serve(target: Target, read_buffer: Option<usize>) -> anyhow::Result<()>
             }
             push_notifications::Push::new(config).serve(listener, token).await?;
         }
+        Target::NotesNode => bail!("the Node server is started with node, not --serve"),
     }
     Ok(())
 }
@@ -147,17 +178,29 @@ struct Row {
     threads: u64,
     connect_all: Duration,
     connect_p99: Duration,
-    /// Push only: the last delivery and the p99, from just before the POST.
+    /// The last delivery of the broadcast and the p99, from just before it.
     broadcast: Option<(Duration, Duration)>,
 }
 
-async fn measure(target: Target, n: usize, read_buffer: Option<usize>) -> anyhow::Result<Row> {
-    let exe = std::env::current_exe().context("this program's path")?;
-    let mut command = std::process::Command::new(exe);
-    command.args(["ws-c10k", "--serve", &format!("{target:?}").to_lowercase()]);
-    if let Some(bytes) = read_buffer {
-        command.args(["--read-buffer", &bytes.to_string()]);
-    }
+async fn measure(
+    target: Target,
+    n: usize,
+    read_buffer: Option<usize>,
+    node: Option<&crate::chat::NotesNode>,
+) -> anyhow::Result<Row> {
+    let command = match (target, node) {
+        (Target::NotesNode, Some(node)) => node.command(),
+        (Target::NotesNode, None) => bail!("no Node peer"),
+        _ => {
+            let exe = std::env::current_exe().context("this program's path")?;
+            let mut command = std::process::Command::new(exe);
+            command.args(["ws-c10k", "--serve", name(target)]);
+            if let Some(bytes) = read_buffer {
+                command.args(["--read-buffer", &bytes.to_string()]);
+            }
+            command
+        }
+    };
     let server = ChildServer::spawn(command, Duration::from_secs(10))?;
     let addr = server.addr();
     let before = server.status()?;
@@ -167,10 +210,13 @@ async fn measure(target: Target, n: usize, read_buffer: Option<usize>) -> anyhow
     let started = Instant::now();
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::channel::<Instant>(n);
     let stop = tokio_util::sync::CancellationToken::new();
+    let (speak_tx, speak_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut speak_rx = Some(speak_rx);
     let connects: Vec<anyhow::Result<Duration>> = stream::iter(0..n)
         .map(|i| {
             let (arrived, stop) = (arrived_tx.clone(), stop.clone());
-            async move { client(target, addr, i, arrived, stop).await }
+            let speak = if i == 0 { speak_rx.take() } else { None };
+            async move { client(target, addr, i, arrived, stop, speak).await }
         })
         .buffer_unordered(CONNECTS_AT_ONCE)
         .collect()
@@ -188,16 +234,25 @@ async fn measure(target: Target, n: usize, read_buffer: Option<usize>) -> anyhow
     let idle = server.status()?;
     let per_conn_kib = idle.rss_kib.saturating_sub(before.rss_kib) as f64 / n as f64;
 
-    let broadcast = match target {
-        Target::Chat => None,
-        Target::Push => {
-            let sent = Instant::now();
-            publish(addr).await?;
+    let broadcast = {
+        let sent = match target {
+            Target::Push => {
+                let sent = Instant::now();
+                publish(addr).await?;
+                sent
+            }
+            Target::Chat | Target::NotesNode => {
+                let sent = Instant::now();
+                speak_tx.send(()).map_err(|()| anyhow::anyhow!("the first client is gone"))?;
+                sent
+            }
+        };
+        {
             let mut lat = Vec::with_capacity(n);
             while lat.len() < n {
                 match tokio::time::timeout(STEP, arrived.recv()).await {
                     Ok(Some(at)) => lat.push(at - sent),
-                    Ok(None) => bail!("only {} of {n} clients got the notification", lat.len()),
+                    Ok(None) => bail!("only {} of {n} clients got the broadcast", lat.len()),
                     Err(_) => bail!("only {} of {n} got it within {STEP:?}", lat.len()),
                 }
             }
@@ -226,6 +281,7 @@ async fn client(
     i: usize,
     arrived: tokio::sync::mpsc::Sender<Instant>,
     stop: tokio_util::sync::CancellationToken,
+    speak: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let url = format!("ws://{addr}/ws");
@@ -233,22 +289,54 @@ async fn client(
         .await
         .with_context(|| format!("client {i}: connect timed out"))?
         .with_context(|| format!("client {i}: connect"))?;
-    let hello = match target {
-        Target::Chat => r#"{"type":"who"}"#.to_owned(),
-        Target::Push => format!(r#"{{"event":"{EVENT}"}}"#),
+    let (hello, answer) = match target {
+        Target::Chat => (
+            Message::text(format!(r#"{{"type":"username","data":"u{i}x"}}"#)),
+            format!("u{i}x joined"),
+        ),
+        Target::Push => (Message::text(format!(r#"{{"event":"{EVENT}"}}"#)), String::new()),
+        Target::NotesNode => (Message::Ping(Vec::new().into()), String::new()),
     };
-    ws.send(Message::text(hello)).await?;
-    match tokio::time::timeout(STEP, ws.next()).await {
-        Ok(Some(Ok(Message::Text(_)))) => {}
+    ws.send(hello).await?;
+    // The first text (push), the pong (Node), or the own join notice (the
+    // chat, after the notices of earlier joins in a small lobby).
+    let answered = async {
+        while let Some(msg) = ws.next().await {
+            match msg? {
+                Message::Pong(_) if target == Target::NotesNode => return Ok(()),
+                Message::Text(t) if t.as_str().contains(answer.as_str()) => return Ok(()),
+                _ => {}
+            }
+        }
+        bail!("closed")
+    };
+    match tokio::time::timeout(STEP, answered).await {
+        Ok(Ok(())) => {}
         other => bail!("client {i}: no answer to its first message: {other:?}"),
     }
     let took = started.elapsed();
     tokio::spawn(async move {
+        // The first chat client says the broadcast when told to.
+        let speak = async move {
+            match speak {
+                Some(rx) => rx.await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(speak);
+        let mut spoke = false;
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
+                go = &mut speak, if !spoke => {
+                    spoke = true;
+                    let say = format!(r#"{{"type":"message","data":"{BROADCAST}"}}"#);
+                    if go && ws.send(Message::text(say)).await.is_err() {
+                        break;
+                    }
+                }
                 msg = ws.next() => match msg {
-                    Some(Ok(Message::Text(t))) if t.as_str().contains("notification") => {
+                    Some(Ok(Message::Text(t))) if t.as_str().contains(BROADCAST) => {
                         let _ = arrived.send(Instant::now()).await;
                     }
                     Some(Ok(_)) => {}
