@@ -44,11 +44,8 @@ async fn the_chat_works_over_wss_in_a_browser() {
     let listener = tokio::net::TcpListener::bind(harness::EPHEMERAL).await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let origin = format!("https://localhost:{port}");
-    let config = websocket_chat::Config {
-        allowed_origins: vec![origin.clone()],
-        ..websocket_chat::Config::default()
-    };
-    let chat = websocket_chat::Chat::new(config);
+    // No extra origins: the page's https:// origin is the server's own.
+    let chat = websocket_chat::Chat::new(websocket_chat::Config::default());
     let serve_config = ServeConfig {
         tls: Some(tls::server_config(&cert).expect("TLS config")),
         ..ServeConfig::default()
@@ -63,6 +60,12 @@ async fn the_chat_works_over_wss_in_a_browser() {
     browser.goto(&format!("{origin}/")).await;
     let protocol = browser.eval("return location.protocol;", json!([])).await;
     assert_eq!(protocol, json!("https:"), "the page itself came over TLS");
+    // The page's own socket: over https it must open wss:// (a ws:// socket
+    // from an https page is blocked by the browser as mixed content).
+    eventually(WAIT, "the page's own WebSocket to connect over wss", || {
+        chat.stats().connections == 1
+    })
+    .await;
     // A WebSocket from the https page to wss://: the Origin is https://.
     browser
         .eval(
@@ -77,6 +80,7 @@ async fn the_chat_works_over_wss_in_a_browser() {
         )
         .await;
     eventually(WAIT, "the tab to choose its name over wss", || chat.stats().named == 1).await;
+    assert_eq!(chat.stats().connections, 2, "the page's socket and this one");
     browser
         .eval("window.wss.send(JSON.stringify({type: 'message', data: 'hi over wss'}));", json!([]))
         .await;

@@ -296,9 +296,20 @@ impl Chat {
     /// Serves until `token` is cancelled, then says goodbye (close 1001) to
     /// every open connection and waits up to [`conn::SHUTDOWN_WAIT`] for them.
     pub async fn serve(self, listener: TcpListener, token: CancellationToken) -> io::Result<()> {
+        self.serve_with(listener, token, http_serve::ServeConfig::default()).await
+    }
+
+    /// [`Chat::serve`] with the accept loop's settings given: lesson 13's
+    /// `serve --tls` passes a TLS configuration, so the same chat runs as
+    /// `wss://` and still says goodbye (1001) to every chat at shutdown.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        token: CancellationToken,
+        config: http_serve::ServeConfig,
+    ) -> io::Result<()> {
         // The accept loop of lessons 5 to 10 (a header-read timeout for the
         // handshake request, a cap on HTTP connections; see chapter 10).
-        let config = http_serve::ServeConfig::default();
         http_serve::serve(listener, self.router(), token, config).await?;
         self.shared.conns.close_all().await;
         Ok(())

@@ -82,16 +82,13 @@ async fn serve(addr: SocketAddr, allowed_origins: Vec<String>) -> anyhow::Result
 /// `serve --tls`: the same chat behind `http_serve`'s TLS (lesson 13).
 async fn serve_tls(
     addr: SocketAddr,
-    mut allowed_origins: Vec<String>,
+    allowed_origins: Vec<String>,
     ca_file: PathBuf,
 ) -> anyhow::Result<()> {
     let tls = http_serve::throwaway_tls(&ca_file).map_err(|e| anyhow::anyhow!(e))?;
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let port = listener.local_addr()?.port();
-    // The origin check knows the server's own page as http:// only; over
-    // TLS the page's origin is https://, on either loopback name.
-    allowed_origins.extend(["localhost", "127.0.0.1"].map(|h| format!("https://{h}:{port}")));
     println!(
         "chat on wss://localhost:{port}/ws, page at https://localhost:{port}/ ; Ctrl-C to stop"
     );
@@ -99,9 +96,7 @@ async fn serve_tls(
     println!("try: curl --cacert {} https://localhost:{port}/", ca_file.display());
     let chat = Chat::new(Config { allowed_origins, ..Config::default() });
     let config = http_serve::ServeConfig { tls: Some(tls), ..Default::default() };
-    // Chat::serve takes no ServeConfig, so this runs its router on the loop
-    // directly; open chats end with the process, without close 1001.
-    http_serve::serve(listener, chat.router(), harness::ctrl_c_token(), config).await?;
+    chat.serve_with(listener, harness::ctrl_c_token(), config).await?;
     Ok(())
 }
 

@@ -18,11 +18,11 @@
 //!   clients). Those could send any header they liked, so refusing them
 //!   would protect nothing; they are allowed.
 //! * the server's own origin: the page this server served itself. That is
-//!   `http://` plus the `Host` the request came in on, when that host is a
-//!   loopback name (`127.0.0.1`, `localhost`, `[::1]`). Checking the name
-//!   matters: with DNS rebinding, `evil.example` can resolve to 127.0.0.1, and
-//!   then its page's Origin and Host agree with each other, but neither names
-//!   this machine.
+//!   `http://` (or `https://`, behind `serve --tls`) plus the `Host` the
+//!   request came in on, when that host is a loopback name (`127.0.0.1`,
+//!   `localhost`, `[::1]`). Checking the name matters: with DNS rebinding,
+//!   `evil.example` can resolve to 127.0.0.1, and then its page's Origin and
+//!   Host agree with each other, but neither names this machine.
 //! * an origin the operator added (`serve --allow-origin URL`).
 //!
 //! Anything else gets HTTP 403 before the upgrade.
@@ -83,7 +83,9 @@ fn is_own(origin: &str, headers: &HeaderMap) -> bool {
         Some(i) if !host[i..].contains(']') => &host[..i],
         _ => host.as_str(),
     };
-    LOOPBACK_NAMES.contains(&name) && origin == format!("http://{host}")
+    // The page may have come over plain HTTP or, with `serve --tls`, HTTPS.
+    LOOPBACK_NAMES.contains(&name)
+        && (origin == format!("http://{host}") || origin == format!("https://{host}"))
 }
 
 /// The command line's side of the allow list, for every WebSocket lesson's
@@ -141,9 +143,13 @@ mod tests {
             let origin = format!("http://{}", host.to_ascii_lowercase());
             assert!(o.check(&headers(host, Some(&origin))).is_ok(), "{host}");
         }
-        // Another port is another origin; so is https on the same port.
+        // Another port is another origin, over either scheme.
         assert!(o.check(&headers("127.0.0.1:7093", Some("http://127.0.0.1:8000"))).is_err());
-        assert!(o.check(&headers("127.0.0.1:7093", Some("https://127.0.0.1:7093"))).is_err());
+        assert!(o.check(&headers("127.0.0.1:7093", Some("https://127.0.0.1:8000"))).is_err());
+        // https on the same host and port is this server's own page too: only
+        // this server can listen there, and with `serve --tls` it serves the
+        // page over https.
+        assert!(o.check(&headers("127.0.0.1:7093", Some("https://127.0.0.1:7093"))).is_ok());
         // DNS rebinding: Host and Origin agree, but do not name this machine.
         let rebound = headers("evil.example:7093", Some("http://evil.example:7093"));
         assert!(o.check(&rebound).is_err());
