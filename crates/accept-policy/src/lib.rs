@@ -27,10 +27,20 @@
 //! per attempt either: [`FailureLog`] counts them and writes one line per
 //! [`LOG_EVERY`] that says how many it stands for.
 //!
+//! [`AcceptErrors`] puts the two together for a loop that can sleep: one call
+//! per failure logs what is due, pauses if it should, and says whether to go
+//! on. An event loop that must not sleep (lesson 3's mio loop) uses
+//! [`classify`] and [`FailureLog`] directly.
+//!
+//! The other side of the same question, a connection accepted when the server
+//! is already full, is [`busy`]: answer it at once and close it gently.
+//!
 //! The loops that use it: lesson 1 (`tcp-echo`), lesson 3's three servers
-//! (`threads-vs-epoll`), lesson 4's two (`http-keepalive`) and `http-serve`,
-//! which every axum lesson runs on. Chapter 1 (`docs/01-tcp-echo.md`,
-//! "When accept fails") explains it.
+//! (`threads-vs-epoll`), lesson 4's two (`http-keepalive`), `http-serve`,
+//! which every axum lesson runs on, and lesson 13's TLS server. Chapter 1
+//! (`docs/01-tcp-echo.md`, "When accept fails") explains it.
+
+pub mod busy;
 
 use std::fmt::Display;
 use std::io;
@@ -194,6 +204,70 @@ impl FailureLog {
     }
 }
 
+/// An accept loop's whole answer to a failed `accept`: [`FailureLog`] for the
+/// log, [`classify`] for the action, and the pause, in one call.
+///
+/// ```text
+/// Err(e) => match accept_errors.after_failure(e).await {
+///     Ok(()) => continue,          // accept again (after the pause, for a shortage)
+///     Err(e) => return Err(e),     // the listener is broken
+/// },
+/// ```
+#[derive(Debug)]
+pub struct AcceptErrors {
+    log: FailureLog,
+    /// Where a due line goes: `tracing::warn!` in most servers, stderr in
+    /// lesson 3, which has no logger.
+    write: fn(&str),
+}
+
+impl AcceptErrors {
+    /// Lines start with `what` (`"accept failed"`) and go to `write`.
+    pub fn new(what: &'static str, write: fn(&str)) -> Self {
+        Self { log: FailureLog::new(what), write }
+    }
+
+    /// After `accept` failed with `e`: logs the line that is due, then
+    /// `Ok(())` to accept again (at once, or after [`PAUSE`] for a
+    /// shortage), or `Err(e)` when the listener is broken. For a loop on a
+    /// tokio runtime.
+    pub async fn after_failure(&mut self, e: io::Error) -> io::Result<()> {
+        match self.failed(e)? {
+            Action::PauseThenRetry => tokio::time::sleep(PAUSE).await,
+            Action::Retry | Action::Stop => {}
+        }
+        Ok(())
+    }
+
+    /// [`AcceptErrors::after_failure`] for a loop on a thread of its own.
+    pub fn after_failure_blocking(&mut self, e: io::Error) -> io::Result<()> {
+        match self.failed(e)? {
+            Action::PauseThenRetry => std::thread::sleep(PAUSE),
+            Action::Retry | Action::Stop => {}
+        }
+        Ok(())
+    }
+
+    /// After an `accept` that worked: reports the failures of a burst that
+    /// has just ended, if a line is due. Costs one comparison otherwise.
+    pub fn after_success(&mut self) {
+        if let Some(line) = self.log.succeeded() {
+            (self.write)(&line);
+        }
+    }
+
+    /// Logs `e` if a line is due and classifies it; `Err` for [`Action::Stop`].
+    fn failed(&mut self, e: io::Error) -> io::Result<Action> {
+        if let Some(line) = self.log.failed(&e) {
+            (self.write)(&line);
+        }
+        match classify(&e) {
+            Action::Stop => Err(e),
+            action => Ok(action),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +289,27 @@ mod tests {
             assert_eq!(classify(&os(errno)), Action::Retry, "{errno:?}");
         }
         assert_eq!(classify(&io::ErrorKind::WouldBlock.into()), Action::Retry);
+    }
+
+    static LINES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn count(_line: &str) {
+        LINES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[test]
+    fn accept_errors_pause_for_a_shortage_stop_for_a_broken_listener_and_log_once() {
+        let mut errors = AcceptErrors::new("accept failed", count);
+        let started = Instant::now();
+        assert!(errors.after_failure_blocking(os(Errno::CONNABORTED)).is_ok());
+        assert!(started.elapsed() < PAUSE, "a vanished connection is retried at once");
+        assert!(errors.after_failure_blocking(os(Errno::MFILE)).is_ok());
+        assert!(started.elapsed() >= PAUSE, "a shortage pauses");
+        let stop = errors.after_failure_blocking(os(Errno::BADF)).expect_err("a broken listener");
+        assert_eq!(stop.raw_os_error(), Some(Errno::BADF.raw_os_error()));
+        errors.after_success();
+        // Three failures within LOG_EVERY: one line, the first.
+        assert_eq!(LINES.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

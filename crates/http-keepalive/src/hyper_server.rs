@@ -20,7 +20,8 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use accept_policy::{Action, FailureLog};
+use accept_policy::AcceptErrors;
+use accept_policy::busy::{HTTP_503, Refusals};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -36,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::server::{MAX_REFUSALS, lingering_close, turn_away};
+use crate::server::lingering_close;
 use crate::{Config, Reply, route};
 
 /// Serves connections from `listener` with hyper until `token` is cancelled,
@@ -58,8 +59,8 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.max_connections));
-    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
-    let mut accept_failures = FailureLog::new("hyper: accept failed");
+    let refusals = Refusals::default();
+    let mut accept_errors = AcceptErrors::new("hyper: accept failed", |line| warn!("{line}"));
     // Set when the listener breaks: the open connections are still given
     // their grace, then the error is returned.
     let mut broken = None;
@@ -69,30 +70,19 @@ pub async fn serve(
             a = listener.accept() => match a {
                 Ok(a) => a,
                 // Chapter 1, "When accept fails": the same answers in every loop.
-                Err(e) => {
-                    if let Some(line) = accept_failures.failed(&e) {
-                        warn!("{line}");
+                Err(e) => match accept_errors.after_failure(e).await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        broken = Some(e);
+                        break;
                     }
-                    match accept_policy::classify(&e) {
-                        Action::Retry => continue,
-                        Action::PauseThenRetry => {
-                            tokio::time::sleep(accept_policy::PAUSE).await;
-                            continue;
-                        }
-                        Action::Stop => {
-                            broken = Some(e);
-                            break;
-                        }
-                    }
-                }
+                },
             },
         };
-        if let Some(line) = accept_failures.succeeded() {
-            warn!("{line}");
-        }
+        accept_errors.after_success();
         // Past the cap: 503 at once, as the hand-written server does.
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            turn_away(stream, &refusals, &tracker);
+            refusals.turn_away(stream, HTTP_503, &tracker);
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -16,7 +16,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accept_policy::{Action, FailureLog};
+use accept_policy::AcceptErrors;
+use accept_policy::busy::{HTTP_503, Refusals};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -26,42 +27,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::{Config, MAX_HEADERS, Reply, reason, route};
-
-/// The answer for a client that arrives when every connection slot is taken.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Retry-After: 1\r\n\
-Content-Type: text/plain\r\n\
-Content-Length: 31\r\n\
-Connection: close\r\n\r\n\
-server full, try again shortly\n";
-
-/// Clients being turned away at once. Each refusal is a small task that
-/// writes [`BUSY`] and closes with a short linger; past this many (a flood),
-/// the 503 is written without the wait, so refusing stays cheaper than
-/// serving and every client still hears why.
-pub(crate) const MAX_REFUSALS: usize = 1024;
-
-/// The linger of a refusal: long enough for a real client to read its 503
-/// and close, short enough that a flood of silent ones passes quickly.
-const REFUSAL_LINGER: Duration = Duration::from_millis(250);
-
-/// Past the cap: answer 503 and close gently, on a task of its own (if a
-/// refusal slot is free), so the accept loop goes straight back to work.
-/// Both servers of this lesson do this.
-pub(crate) fn turn_away(stream: TcpStream, refusals: &Arc<Semaphore>, tracker: &TaskTracker) {
-    let Ok(refusal) = Arc::clone(refusals).try_acquire_owned() else {
-        // A new socket's send buffer is empty, so this write goes through.
-        let _ = stream.try_write(BUSY);
-        return;
-    };
-    let mut stream = stream;
-    tracker.spawn(async move {
-        if timeout(REFUSAL_LINGER, stream.write_all(BUSY)).await.is_ok_and(|w| w.is_ok()) {
-            lingering_close(stream, REFUSAL_LINGER).await;
-        }
-        drop(refusal);
-    });
-}
 
 /// Serves connections from `listener` until `token` is cancelled, then stops
 /// accepting, lets in-flight requests finish (their responses say
@@ -75,9 +40,11 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     // A permit per connection. When they are all out, a new client is told
     // so at once (503) instead of waiting unanswered in the kernel's backlog.
+    // Past the cap, `accept_policy::busy` answers the 503 and closes with a
+    // short linger (chapter 1 shows the same policy for lesson 1's loop).
     let permits = Arc::new(Semaphore::new(config.max_connections));
-    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
-    let mut accept_failures = FailureLog::new("accept failed");
+    let refusals = Refusals::default();
+    let mut accept_errors = AcceptErrors::new("accept failed", |line| warn!("{line}"));
     // Set when the listener breaks: the open connections are still given
     // their grace, then the error is returned.
     let mut broken = None;
@@ -89,28 +56,17 @@ pub async fn serve(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             // Chapter 1, "When accept fails": the same answers in every loop.
-            Err(e) => {
-                if let Some(line) = accept_failures.failed(&e) {
-                    warn!("{line}");
+            Err(e) => match accept_errors.after_failure(e).await {
+                Ok(()) => continue,
+                Err(e) => {
+                    broken = Some(e);
+                    break;
                 }
-                match accept_policy::classify(&e) {
-                    Action::Retry => continue,
-                    Action::PauseThenRetry => {
-                        tokio::time::sleep(accept_policy::PAUSE).await;
-                        continue;
-                    }
-                    Action::Stop => {
-                        broken = Some(e);
-                        break;
-                    }
-                }
-            }
+            },
         };
-        if let Some(line) = accept_failures.succeeded() {
-            warn!("{line}");
-        }
+        accept_errors.after_success();
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            turn_away(stream, &refusals, &tracker);
+            refusals.turn_away(stream, HTTP_503, &tracker);
             continue;
         };
         // Nagle's algorithm would hold back a small response while an earlier

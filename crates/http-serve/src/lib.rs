@@ -46,13 +46,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use accept_policy::{Action, FailureLog};
+use accept_policy::busy::{HTTP_503, Refusals};
+use accept_policy::{AcceptErrors, FailureLog};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
@@ -89,19 +90,6 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// backlog. The feed lessons hold one per subscriber, and chapter 11
 /// follows them with 1,000.
 pub const MAX_CONNECTIONS: usize = 4096;
-
-/// Refusals (the 503 above) being finished at once. Each is a small task
-/// that writes the answer and then reads, for at most [`REFUSAL_LINGER`],
-/// whatever request the client sent, so that closing does not reset the
-/// connection before the client has read the 503. Past this many (a flood),
-/// a client over the cap gets the 503 written without the wait: usually
-/// still read, since a loopback or LAN client has it before the close.
-const MAX_REFUSALS: usize = 1024;
-
-/// How long a refusal waits for the client to read its 503 and close. A
-/// real client that sent its request reads the answer and closes within a
-/// round trip; a flood of silent ones is let go after this.
-const REFUSAL_LINGER: Duration = Duration::from_millis(250);
 
 /// hyper's limit on what it buffers per connection, for reading a request
 /// head and for queueing a response the client has not taken yet (its
@@ -182,8 +170,8 @@ pub async fn serve(
     http.max_buf_size(MAX_BUFFER);
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
-    let mut accept_failures = FailureLog::new("accept failed");
+    let refusals = Refusals::default();
+    let mut accept_errors = AcceptErrors::new("accept failed", |line| tracing::warn!("{line}"));
     let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let handshake_failures =
         Arc::new(std::sync::Mutex::new(FailureLog::new("TLS handshake failed")));
@@ -196,42 +184,19 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 // Chapter 1, "When accept fails": the same answers in every loop.
-                Err(e) => {
-                    if let Some(line) = accept_failures.failed(&e) {
-                        tracing::warn!("{line}");
+                Err(e) => match accept_errors.after_failure(e).await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        broken = Some(e);
+                        break;
                     }
-                    match accept_policy::classify(&e) {
-                        Action::Retry => continue,
-                        Action::PauseThenRetry => {
-                            tokio::time::sleep(accept_policy::PAUSE).await;
-                            continue;
-                        }
-                        Action::Stop => {
-                            broken = Some(e);
-                            break;
-                        }
-                    }
-                }
+                },
             },
         };
-        if let Some(line) = accept_failures.succeeded() {
-            tracing::warn!("{line}");
-        }
+        accept_errors.after_success();
         // A slot, or a quick 503: a full server says so.
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            match Arc::clone(&refusals).try_acquire_owned() {
-                Ok(permit) => {
-                    tracker.spawn(async move {
-                        refuse(stream).await;
-                        drop(permit);
-                    });
-                }
-                // Too many refusals at once: write the 503 if the socket
-                // takes it now (a new socket's buffer always does), close.
-                Err(_) => {
-                    let _ = stream.try_write(BUSY);
-                }
-            }
+            refusals.turn_away(stream, HTTP_503, &tracker);
             continue;
         };
         if config.nodelay {
@@ -329,29 +294,6 @@ async fn run_connection<I>(
             let _ = connection.await;
         }
     }
-}
-
-/// The answer for a client that arrives when every slot is taken.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Retry-After: 1\r\n\
-Content-Type: text/plain\r\n\
-Content-Length: 31\r\n\
-Connection: close\r\n\r\n\
-server full, try again shortly\n";
-
-/// Writes [`BUSY`], says "no more from me" (FIN), and reads what the client
-/// sends until it closes too or [`REFUSAL_LINGER`] passes. Closing a socket
-/// with unread bytes in it makes the kernel send a reset, which can destroy
-/// the 503 before the client has read it; reading first avoids that.
-async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-        stream.write_all(BUSY).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while stream.read(&mut sink).await? > 0 {}
-        io::Result::Ok(())
-    })
-    .await;
 }
 
 /// What hyper calls for each request: checks `Host`, gives the body its

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use accept_policy::{Action, FailureLog};
+use accept_policy::AcceptErrors;
 use socket2::{Domain, Protocol, Socket, Type};
 
 mod limits;
@@ -36,7 +36,7 @@ pub use limits::{BACKLOG, Config, DEFAULT_ADDR, IDLE_TIMEOUT, READ_BUF, WRITE_TI
 /// returns. A client that connects meanwhile finishes its handshake with the
 /// kernel and waits in the backlog, connected but unanswered.
 pub fn serve(listener: TcpListener, config: &Config, stop: &AtomicBool) -> io::Result<()> {
-    let mut accept_failures = FailureLog::new("accept failed");
+    let mut accept_errors = AcceptErrors::new("accept failed", |line| tracing::warn!("{line}"));
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
@@ -46,22 +46,11 @@ pub fn serve(listener: TcpListener, config: &Config, stop: &AtomicBool) -> io::R
             // one (chapter 1, "When accept fails"). A shortage that lasts is
             // logged once per interval, not once per attempt.
             Err(e) => {
-                if let Some(line) = accept_failures.failed(&e) {
-                    tracing::warn!("{line}");
-                }
-                match accept_policy::classify(&e) {
-                    Action::Retry => continue,
-                    Action::PauseThenRetry => {
-                        thread::sleep(accept_policy::PAUSE);
-                        continue;
-                    }
-                    Action::Stop => return Err(e),
-                }
+                accept_errors.after_failure_blocking(e)?;
+                continue;
             }
         };
-        if let Some(line) = accept_failures.succeeded() {
-            tracing::warn!("{line}");
-        }
+        accept_errors.after_success();
         if stop.load(Ordering::SeqCst) {
             return Ok(());
         }

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use accept_policy::{Action, FailureLog};
+use accept_policy::{AcceptErrors, Action, FailureLog};
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -384,7 +384,7 @@ pub fn serve_threaded(
     stop: &AtomicBool,
 ) -> io::Result<()> {
     let max_connections = fit_cap_to_nofile("threaded", config.max_connections);
-    let mut accept_failures = FailureLog::new("threaded: accept failed");
+    let mut accept_errors = AcceptErrors::new("threaded: accept failed", |l| eprintln!("{l}"));
     let mut spawn_failures = FailureLog::new("threaded: cannot spawn a thread");
     for incoming in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -394,22 +394,11 @@ pub fn serve_threaded(
             Ok(s) => s,
             // Chapter 1, "When accept fails": the same answers in every loop.
             Err(e) => {
-                if let Some(line) = accept_failures.failed(&e) {
-                    eprintln!("{line}");
-                }
-                match accept_policy::classify(&e) {
-                    Action::Retry => continue,
-                    Action::PauseThenRetry => {
-                        thread::sleep(accept_policy::PAUSE);
-                        continue;
-                    }
-                    Action::Stop => return Err(e),
-                }
+                accept_errors.after_failure_blocking(e)?;
+                continue;
             }
         };
-        if let Some(line) = accept_failures.succeeded() {
-            eprintln!("{line}");
-        }
+        accept_errors.after_success();
         if stats.open() >= max_connections {
             refuse(&stream, stats);
             continue;
@@ -491,7 +480,7 @@ pub async fn serve_tokio(
     use tokio::io::AsyncWriteExt;
     let tracker = tokio_util::task::TaskTracker::new();
     let max_connections = fit_cap_to_nofile("tokio", config.max_connections);
-    let mut accept_failures = FailureLog::new("tokio: accept failed");
+    let mut accept_errors = AcceptErrors::new("tokio: accept failed", |l| eprintln!("{l}"));
     // Set when the listener breaks: the open connections are still closed
     // and waited for, then the error is returned.
     let mut broken = None;
@@ -501,28 +490,17 @@ pub async fn serve_tokio(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 // Chapter 1, "When accept fails": the same answers in every loop.
-                Err(e) => {
-                    if let Some(line) = accept_failures.failed(&e) {
-                        eprintln!("{line}");
+                Err(e) => match accept_errors.after_failure(e).await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        broken = Some(e);
+                        token.cancel();
+                        break;
                     }
-                    match accept_policy::classify(&e) {
-                        Action::Retry => continue,
-                        Action::PauseThenRetry => {
-                            tokio::time::sleep(accept_policy::PAUSE).await;
-                            continue;
-                        }
-                        Action::Stop => {
-                            broken = Some(e);
-                            token.cancel();
-                            break;
-                        }
-                    }
-                }
+                },
             },
         };
-        if let Some(line) = accept_failures.succeeded() {
-            eprintln!("{line}");
-        }
+        accept_errors.after_success();
         if stats.open() >= max_connections {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             let _ = stream.try_write(BUSY);

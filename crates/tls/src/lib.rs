@@ -33,7 +33,7 @@ pub mod wire;
 use std::io;
 use std::sync::Arc;
 
-use accept_policy::{Action, FailureLog};
+use accept_policy::AcceptErrors;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -98,7 +98,7 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let mut accept_failures = FailureLog::new("accept failed");
+    let mut accept_errors = AcceptErrors::new("accept failed", |line| tracing::warn!("{line}"));
     let mut broken = None;
     loop {
         let (stream, peer) = tokio::select! {
@@ -106,27 +106,16 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 // Chapter 1, "When accept fails": the same answers in every loop.
-                Err(e) => {
-                    if let Some(line) = accept_failures.failed(&e) {
-                        tracing::warn!("{line}");
+                Err(e) => match accept_errors.after_failure(e).await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        broken = Some(e);
+                        break;
                     }
-                    match accept_policy::classify(&e) {
-                        Action::Retry => continue,
-                        Action::PauseThenRetry => {
-                            tokio::time::sleep(accept_policy::PAUSE).await;
-                            continue;
-                        }
-                        Action::Stop => {
-                            broken = Some(e);
-                            break;
-                        }
-                    }
-                }
+                },
             },
         };
-        if let Some(line) = accept_failures.succeeded() {
-            tracing::warn!("{line}");
-        }
+        accept_errors.after_success();
         // Full: close at once. A TLS client sees the connection end during
         // its handshake; there is no cheap way to say "busy" before TLS.
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
