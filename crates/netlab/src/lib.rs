@@ -372,6 +372,20 @@ impl Link {
         in_namespace(self.namespace(side), f)
     }
 
+    /// Runs a short job in `side`'s namespace and waits for its answer:
+    /// typically binding a socket there (`link.on(Side::Server, ||
+    /// TcpListener::bind((SERVER_ADDR, 0)))`), which then keeps working from
+    /// any thread. Errors from entering the namespace, from the job, or a
+    /// panic in it, all come back as the one `io::Error`.
+    pub fn on<T, F>(&self, side: Side, f: F) -> io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> io::Result<T> + Send + 'static,
+    {
+        let job = self.run_on(side, f)?;
+        job.join().map_err(|_| io::Error::other("the job in the namespace panicked"))??
+    }
+
     /// A `Command` that runs `program` in `side`'s namespace, through
     /// `ip netns exec` (which also gives it a `/sys` of that namespace).
     pub fn command(&self, side: Side, program: &str) -> Command {

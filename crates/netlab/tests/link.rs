@@ -20,11 +20,7 @@ use netlab::{DirectionConfig, Link, LinkConfig, SERVER_ADDR, Side};
 /// ordinary thread: a socket stays in the namespace it was made in.
 fn echo_server(link: &Link) -> SocketAddr {
     let listener = link
-        .run_on(Side::Server, || TcpListener::bind((SERVER_ADDR, 0)))
-        .expect("thread in the server namespace")
-        .join()
-        .expect("bind thread")
-        .expect("setns")
+        .on(Side::Server, || TcpListener::bind((SERVER_ADDR, 0)))
         .expect("bind on the server side");
     let addr = listener.local_addr().expect("bound");
     thread::spawn(move || {
@@ -139,21 +135,9 @@ fn loss_is_what_was_configured_over_10000_datagrams() {
         pcap: None,
     };
     let link = Link::start(config).expect("link");
-    let server = link
-        .run_on(Side::Server, || UdpSocket::bind((SERVER_ADDR, 0)))
-        .expect("thread")
-        .join()
-        .expect("bind thread")
-        .expect("setns")
-        .expect("bind");
+    let server = link.on(Side::Server, || UdpSocket::bind((SERVER_ADDR, 0))).expect("bind");
     let to = server.local_addr().expect("bound");
-    let client = link
-        .run_on(Side::Client, || UdpSocket::bind(("198.18.0.2", 0)))
-        .expect("thread")
-        .join()
-        .expect("bind thread")
-        .expect("setns")
-        .expect("bind");
+    let client = link.on(Side::Client, || UdpSocket::bind(("198.18.0.2", 0))).expect("bind");
     server.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
     let received = Arc::new(AtomicU64::new(0));
     let counted = received.clone();
@@ -322,13 +306,7 @@ fn tshark(path: &Path, filter: &str) -> String {
 /// Sends `bytes` one way from the client to a sink on the server side and
 /// returns how long it took, from connect to the sink's last read.
 fn upload(link: &Link, bytes: usize) -> Duration {
-    let listener = link
-        .run_on(Side::Server, || TcpListener::bind((SERVER_ADDR, 0)))
-        .expect("thread")
-        .join()
-        .expect("bind thread")
-        .expect("setns")
-        .expect("bind");
+    let listener = link.on(Side::Server, || TcpListener::bind((SERVER_ADDR, 0))).expect("bind");
     let addr = listener.local_addr().expect("bound");
     let sink = thread::spawn(move || {
         let (mut conn, _) = listener.accept().expect("accept");

@@ -31,11 +31,7 @@ const STUCK: Duration = Duration::from_secs(10);
 /// and answers it, for as many requests as come.
 fn server(link: &Link) -> SocketAddr {
     let listener = link
-        .run_on(Side::Server, || TcpListener::bind((SERVER_ADDR, 0)))
-        .expect("thread in the server namespace")
-        .join()
-        .expect("bind thread")
-        .expect("setns")
+        .on(Side::Server, || TcpListener::bind((SERVER_ADDR, 0)))
         .expect("bind on the server side");
     let addr = listener.local_addr().expect("bound");
     thread::spawn(move || {

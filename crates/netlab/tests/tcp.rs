@@ -53,12 +53,7 @@ fn connect_cubic(addr: SocketAddr) -> TcpStream {
 
 /// A listener on the server side.
 fn listen(link: &Link) -> TcpListener {
-    link.run_on(Side::Server, || TcpListener::bind((SERVER_ADDR, 0)))
-        .expect("thread in the server namespace")
-        .join()
-        .expect("bind thread")
-        .expect("setns")
-        .expect("bind on the server side")
+    link.on(Side::Server, || TcpListener::bind((SERVER_ADDR, 0))).expect("bind on the server side")
 }
 
 /// A sink on the server side: for each connection, read to the end, then
@@ -292,13 +287,7 @@ fn echo_under_upload(queue_bytes: usize) -> (Duration, Duration, usize) {
             let _ = std::io::copy(&mut conn, &mut std::io::sink());
         }
     });
-    let echo = link
-        .run_on(Side::Server, || UdpSocket::bind((SERVER_ADDR, 0)))
-        .expect("thread")
-        .join()
-        .expect("bind thread")
-        .expect("setns")
-        .expect("bind");
+    let echo = link.on(Side::Server, || UdpSocket::bind((SERVER_ADDR, 0))).expect("bind");
     let echo_addr = echo.local_addr().expect("bound");
     echo.set_read_timeout(Some(STUCK)).expect("timeout");
     thread::spawn(move || {
