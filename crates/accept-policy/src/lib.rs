@@ -213,6 +213,9 @@ impl FailureLog {
 ///     Err(e) => return Err(e),     // the listener is broken
 /// },
 /// ```
+///
+/// or, on tokio, `accept_errors.accept(&listener).await` in place of
+/// `listener.accept().await`, which does the same in a loop of its own.
 #[derive(Debug)]
 pub struct AcceptErrors {
     log: FailureLog,
@@ -237,6 +240,25 @@ impl AcceptErrors {
             Action::Retry | Action::Stop => {}
         }
         Ok(())
+    }
+
+    /// Accepts the next connection on a tokio listener, handling every
+    /// failure on the way as [`AcceptErrors::after_failure`] does; an error
+    /// comes back only when the listener is broken. What most tokio accept
+    /// loops here call in place of `listener.accept()`.
+    pub async fn accept(
+        &mut self,
+        listener: &tokio::net::TcpListener,
+    ) -> io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+        loop {
+            match listener.accept().await {
+                Ok(pair) => {
+                    self.after_success();
+                    return Ok(pair);
+                }
+                Err(e) => self.after_failure(e).await?,
+            }
+        }
     }
 
     /// [`AcceptErrors::after_failure`] for a loop on a thread of its own.

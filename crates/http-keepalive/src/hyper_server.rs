@@ -67,19 +67,15 @@ pub async fn serve(
     loop {
         let (stream, peer) = tokio::select! {
             () = token.cancelled() => break,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                // Chapter 1, "When accept fails": the same answers in every loop.
-                Err(e) => match accept_errors.after_failure(e).await {
-                    Ok(()) => continue,
-                    Err(e) => {
+            // Chapter 1, "When accept fails": the same answers in every loop.
+            accepted = accept_errors.accept(&listener) => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
                         broken = Some(e);
                         break;
-                    }
-                },
+                }
             },
         };
-        accept_errors.after_success();
         // Past the cap: 503 at once, as the hand-written server does.
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             refusals.turn_away(stream, HTTP_503, &tracker);

@@ -49,22 +49,17 @@ pub async fn serve(
     // their grace, then the error is returned.
     let mut broken = None;
     loop {
-        let accepted = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = token.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
             // Chapter 1, "When accept fails": the same answers in every loop.
-            Err(e) => match accept_errors.after_failure(e).await {
-                Ok(()) => continue,
+            accepted = accept_errors.accept(&listener) => match accepted {
+                Ok(pair) => pair,
                 Err(e) => {
                     broken = Some(e);
                     break;
                 }
             },
         };
-        accept_errors.after_success();
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             refusals.turn_away(stream, HTTP_503, &tracker);
             continue;

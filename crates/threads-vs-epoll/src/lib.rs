@@ -487,20 +487,16 @@ pub async fn serve_tokio(
     loop {
         let (mut stream, _) = tokio::select! {
             () = token.cancelled() => break,
-            accepted = listener.accept() => match accepted {
+            // Chapter 1, "When accept fails": the same answers in every loop.
+            accepted = accept_errors.accept(&listener) => match accepted {
                 Ok(pair) => pair,
-                // Chapter 1, "When accept fails": the same answers in every loop.
-                Err(e) => match accept_errors.after_failure(e).await {
-                    Ok(()) => continue,
-                    Err(e) => {
+                Err(e) => {
                         broken = Some(e);
                         token.cancel();
                         break;
-                    }
-                },
+                }
             },
         };
-        accept_errors.after_success();
         if stats.open() >= max_connections {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             let _ = stream.try_write(BUSY);

@@ -103,19 +103,15 @@ pub async fn serve(
     loop {
         let (stream, peer) = tokio::select! {
             () = token.cancelled() => break,
-            accepted = listener.accept() => match accepted {
+            // Chapter 1, "When accept fails": the same answers in every loop.
+            accepted = accept_errors.accept(&listener) => match accepted {
                 Ok(pair) => pair,
-                // Chapter 1, "When accept fails": the same answers in every loop.
-                Err(e) => match accept_errors.after_failure(e).await {
-                    Ok(()) => continue,
-                    Err(e) => {
+                Err(e) => {
                         broken = Some(e);
                         break;
-                    }
-                },
+                }
             },
         };
-        accept_errors.after_success();
         // Full: close at once. A TLS client sees the connection end during
         // its handshake; there is no cheap way to say "busy" before TLS.
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
