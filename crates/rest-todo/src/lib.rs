@@ -227,21 +227,26 @@ fn with_etag(status: StatusCode, todo: Todo) -> Response {
 /// closed at once), and returns. If some request is still going after
 /// [`SHUTDOWN_GRACE`], it returns anyway and the runtime drops the rest.
 ///
-/// The loop is the `http-serve` crate's (chapter 10 walks through it): a
-/// header-read timeout, at most [`MAX_CONNECTIONS`], and Nagle off, since
-/// every answer is one complete write.
+/// The loop is the `http-serve` crate's (chapter 10 walks through it), with
+/// this lesson's [`serve_config`].
 pub async fn serve<S: Store>(
     listener: TcpListener,
     store: S,
     token: CancellationToken,
 ) -> io::Result<()> {
-    let config = ServeConfig {
+    http_serve::serve(listener, router(store), token, serve_config()).await
+}
+
+/// How this lesson runs on the loop: at most [`MAX_CONNECTIONS`], requests
+/// in flight get [`SHUTDOWN_GRACE`] at shutdown, and Nagle off, since every
+/// answer is one complete write. `serve --tls` adds lesson 13's TLS to it.
+pub fn serve_config() -> ServeConfig {
+    ServeConfig {
         max_connections: MAX_CONNECTIONS,
         shutdown_grace: SHUTDOWN_GRACE,
         nodelay: true,
         ..ServeConfig::default()
-    };
-    http_serve::serve(listener, router(store), token, config).await
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -111,13 +111,7 @@ async fn serve_tls(addr: SocketAddr, ca_file: PathBuf) -> anyhow::Result<()> {
     eprintln!("rest-todo: serving on https://localhost:{port}/todos (in memory; Ctrl-C to stop)");
     eprintln!("rest-todo: CA certificate written to {}", ca_file.display());
     eprintln!("try: curl --cacert {} https://localhost:{port}/todos", ca_file.display());
-    let config = http_serve::ServeConfig {
-        max_connections: rest_todo::MAX_CONNECTIONS,
-        shutdown_grace: rest_todo::SHUTDOWN_GRACE,
-        nodelay: true,
-        tls: Some(tls),
-        ..Default::default()
-    };
+    let config = http_serve::ServeConfig { tls: Some(tls), ..rest_todo::serve_config() };
     let app = rest_todo::router(MemoryStore::new());
     http_serve::serve(listener, app, harness::ctrl_c_token(), config).await?;
     eprintln!("rest-todo: stopped");
