@@ -237,16 +237,11 @@ fn report(args: Args, net: &Net) -> anyhow::Result<()> {
 
 /// Each subscriber holds three descriptors in this process (its socket and
 /// the tap's two), so 1,000 of them need more than the common soft limit of
-/// 1,024. The soft limit may be raised up to the hard one without privileges;
-/// the server processes inherit it.
+/// 1,024: raise it to the hard limit (lesson 3's `raise_nofile`); the server
+/// processes inherit it. Every report with many connections calls this.
 pub(crate) fn raise_open_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        let raised = rustix::process::Rlimit { current: limit.maximum, ..limit };
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            eprintln!("could not raise the open-file limit ({e}); 1,000 subscribers may fail");
-        }
+    if let Err(e) = threads_vs_epoll::raise_nofile() {
+        eprintln!("could not raise the open-file limit ({e}); thousands of connections may fail");
     }
 }
 
