@@ -91,21 +91,26 @@ pub fn classify(e: &io::Error) -> Action {
     }
 }
 
-/// Out of a resource that comes back when a connection closes.
-const SHORTAGES: [Errno; 4] = [
-    Errno::MFILE,  // this process is at its open-file limit (`ulimit -n`)
-    Errno::NFILE,  // the whole system is at its open-file limit
+/// Out of a resource that comes back when a connection closes. (Winsock has
+/// no ENFILE or ENOMEM: Windows says WSAEMFILE or WSAENOBUFS for both.)
+const SHORTAGES: &[Errno] = &[
+    Errno::MFILE, // this process is at its open-file limit (`ulimit -n`)
+    #[cfg(unix)]
+    Errno::NFILE, // the whole system is at its open-file limit
     Errno::NOBUFS, // no memory for socket buffers
-    Errno::NOMEM,  // no memory
+    #[cfg(unix)]
+    Errno::NOMEM, // no memory
 ];
 
 /// Errors about the one connection being accepted, which has already gone.
 /// accept(2) on Linux reports the network errors pending on the new socket
-/// and says to treat them like EAGAIN, by retrying.
+/// and says to treat them like EAGAIN, by retrying. (Winsock has no EPROTO
+/// or EPERM, so Windows leaves those two out.)
 const CONNECTION_GONE: &[Errno] = &[
     Errno::CONNABORTED, // the client gave up (reset) while queued
     Errno::CONNRESET,   // the same on some systems
-    Errno::PROTO,       // a protocol error on the new connection
+    #[cfg(unix)]
+    Errno::PROTO, // a protocol error on the new connection
     Errno::NOPROTOOPT,
     Errno::HOSTDOWN,
     Errno::HOSTUNREACH,
@@ -113,6 +118,7 @@ const CONNECTION_GONE: &[Errno] = &[
     Errno::NETUNREACH,
     Errno::OPNOTSUPP,
     Errno::TIMEDOUT,
+    #[cfg(unix)]
     Errno::PERM, // a firewall rule refused the connection
     #[cfg(any(target_os = "linux", target_os = "android"))]
     Errno::NONET,
@@ -300,14 +306,28 @@ mod tests {
 
     #[test]
     fn a_shortage_pauses_and_never_stops_the_server() {
-        for errno in [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM] {
+        // Winsock has no ENFILE or ENOMEM (see SHORTAGES).
+        for errno in [
+            Errno::MFILE,
+            #[cfg(unix)]
+            Errno::NFILE,
+            Errno::NOBUFS,
+            #[cfg(unix)]
+            Errno::NOMEM,
+        ] {
             assert_eq!(classify(&os(errno)), Action::PauseThenRetry, "{errno:?}");
         }
     }
 
     #[test]
     fn a_connection_that_is_gone_is_retried_at_once() {
-        for errno in [Errno::CONNABORTED, Errno::INTR, Errno::PROTO, Errno::HOSTUNREACH] {
+        for errno in [
+            Errno::CONNABORTED,
+            Errno::INTR,
+            #[cfg(unix)] // Winsock has no EPROTO
+            Errno::PROTO,
+            Errno::HOSTUNREACH,
+        ] {
             assert_eq!(classify(&os(errno)), Action::Retry, "{errno:?}");
         }
         assert_eq!(classify(&io::ErrorKind::WouldBlock.into()), Action::Retry);
@@ -343,7 +363,11 @@ mod tests {
 
     #[test]
     fn an_error_it_does_not_know_is_a_shortage() {
+        // EIO, or on Windows (which has no EIO) WSAEALREADY: neither is named.
+        #[cfg(unix)]
         assert_eq!(classify(&os(Errno::IO)), Action::PauseThenRetry);
+        #[cfg(windows)]
+        assert_eq!(classify(&os(Errno::ALREADY)), Action::PauseThenRetry);
         assert_eq!(classify(&io::Error::other("a library's own error")), Action::PauseThenRetry);
     }
 
@@ -353,7 +377,11 @@ mod tests {
         let mut log = FailureLog::new("test: accept failed");
         let start = Instant::now();
         let first = log.failed_at(&emfile, start).expect("the first failure is logged at once");
+        // Windows words WSAEMFILE "Too many open sockets".
+        #[cfg(unix)]
         assert!(first.starts_with("test: accept failed: Too many open files"), "{first}");
+        #[cfg(windows)]
+        assert!(first.starts_with("test: accept failed: Too many open sockets"), "{first}");
         // A hundred a second for just under one interval: all counted, none logged.
         let step = PAUSE;
         let mut now = start;
