@@ -36,6 +36,8 @@
 //! `cargo test -p browser-tests -- --ignored`. CI installs Chromium and runs
 //! them every time.
 
+pub mod book;
+
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
