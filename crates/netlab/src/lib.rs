@@ -23,7 +23,10 @@
 //! cargo run -p netlab -- shell --rtt 100ms              # a shell on the client side; the server is 198.18.0.1
 //! ```
 //!
-//! It needs root (namespaces and TUN devices). Read it beside `docs/12-netlab.md`.
+//! It needs root (namespaces and TUN devices) and Linux: on macOS and Windows
+//! the crate compiles (the link's model, its parsers and pcap writer are
+//! portable), and [`Link::start`] and the command say "needs Linux" instead.
+//! Read it beside `docs/12-netlab.md`.
 
 pub mod model;
 pub mod parse;
@@ -32,15 +35,23 @@ pub mod pcap;
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::net::Ipv4Addr;
+#[cfg(target_os = "linux")]
 use std::os::fd::AsFd;
+#[cfg(unix)]
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+// What only Linux compiles (the forwarder, entering a namespace) uses these.
+#[cfg(target_os = "linux")]
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+#[cfg(target_os = "linux")]
+use std::thread;
+use std::thread::JoinHandle;
+use std::time::Duration;
+#[cfg(target_os = "linux")]
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, bail};
 
@@ -74,9 +85,11 @@ pub const MAX_IN_FLIGHT: usize = 16_384;
 /// cores) an ordinary thread can wait milliseconds to run after its sleep
 /// ends, and the link gains jitter nobody asked for; a higher priority keeps
 /// the delay what was configured. Root may lower nice; if it fails we go on.
+#[cfg(target_os = "linux")]
 const FORWARDER_NICE: i32 = -10;
 
 /// How often the threads look at the stop flag while nothing happens.
+#[cfg(target_os = "linux")]
 const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// Which end of the link.
@@ -93,12 +106,14 @@ impl Side {
             Side::Client => CLIENT_ADDR,
         }
     }
+    #[cfg(target_os = "linux")]
     fn peer(self) -> Ipv4Addr {
         match self {
             Side::Server => CLIENT_ADDR,
             Side::Client => SERVER_ADDR,
         }
     }
+    #[cfg(target_os = "linux")]
     fn name(self) -> &'static str {
         match self {
             Side::Server => "server",
@@ -184,10 +199,15 @@ impl std::fmt::Display for Count {
 
 type Pcap = Arc<Mutex<PcapWriter<BufWriter<File>>>>;
 
+/// What netlab says on an OS without network namespaces and TUN devices.
+pub const NEEDS_LINUX: &str = "needs Linux (network namespaces and TUN devices): \
+     on macOS or Windows, run it in a Linux virtual machine or WSL 2";
+
 /// One direction of the forwarder: read a packet from `from`, ask the shaper
 /// what happens to it, and hand it to the writer with the instant it is due.
 /// Reading and writing are separate threads so a packet waiting out its delay
 /// never holds up the reading of the next one.
+#[cfg(target_os = "linux")]
 fn read_loop(
     from: Arc<tun::Device>,
     mut shaper: Shaper,
@@ -233,6 +253,7 @@ fn read_loop(
 /// receiving side's TUN device, where the kernel takes it as if it had come
 /// off a wire. Release times never go backwards (the shaper sees to that),
 /// so a FIFO channel is all the scheduling we need.
+#[cfg(target_os = "linux")]
 fn write_loop(
     to: Arc<tun::Device>,
     due: Receiver<(Instant, Vec<u8>)>,
@@ -273,6 +294,7 @@ fn write_loop(
     }
 }
 
+#[cfg(target_os = "linux")]
 fn raise_priority() {
     // On Linux a nice value belongs to a thread, so this moves only this one.
     let me = rustix::thread::gettid();
@@ -300,6 +322,7 @@ impl Link {
     /// Builds the link: sweep what dead runs left, make the two namespaces,
     /// a TUN device in each, addresses and routes, then start the forwarder.
     /// Every step that made something is undone if a later step fails.
+    #[cfg(target_os = "linux")]
     pub fn start(config: LinkConfig) -> anyhow::Result<Link> {
         check_privileges()?;
         sweep_stale();
@@ -342,6 +365,12 @@ impl Link {
             );
         }
         Ok(Link { forwarder: Forwarder { stop, threads }, server, client, up, down, pcap })
+    }
+
+    /// Elsewhere there are no namespaces to build: [`NEEDS_LINUX`].
+    #[cfg(not(target_os = "linux"))]
+    pub fn start(_config: LinkConfig) -> anyhow::Result<Link> {
+        bail!(NEEDS_LINUX)
     }
 
     /// The namespace's name, for `ip netns exec NAME ...` by hand.
@@ -398,6 +427,7 @@ impl Link {
     /// and returns a guard that kills the whole group when dropped, so a
     /// `sh -c` and everything it started go with it.
     pub fn spawn(&self, mut cmd: Command) -> io::Result<ChildGuard> {
+        #[cfg(unix)]
         cmd.process_group(0);
         Ok(ChildGuard { child: Some(cmd.spawn()?) })
     }
@@ -423,6 +453,7 @@ impl std::ops::Drop for Link {
 }
 
 #[derive(Debug)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // made only by Link::start
 struct Forwarder {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -473,6 +504,7 @@ impl ChildGuard {
 impl std::ops::Drop for ChildGuard {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            #[cfg(unix)]
             if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
                 let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
             }
@@ -484,10 +516,12 @@ impl std::ops::Drop for ChildGuard {
 
 /// One network namespace made with `ip netns add`; deleted when dropped.
 #[derive(Debug)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // made only by Link::start
 struct Namespace {
     name: String,
 }
 
+#[cfg(target_os = "linux")]
 impl Namespace {
     fn create(name: String) -> anyhow::Result<Namespace> {
         ip(&["netns", "add", &name])?;
@@ -546,6 +580,7 @@ impl std::ops::Drop for Namespace {
 
 /// Runs `f` on a new thread inside the named namespace. The thread enters it
 /// with setns(2); only this thread moves, the rest of the process stays put.
+#[cfg(target_os = "linux")]
 fn in_namespace<T, F>(name: &str, f: F) -> io::Result<JoinHandle<io::Result<T>>>
 where
     T: Send + 'static,
@@ -562,11 +597,22 @@ where
     })
 }
 
+/// Elsewhere there is no namespace to enter.
+#[cfg(not(target_os = "linux"))]
+fn in_namespace<T, F>(_name: &str, _f: F) -> io::Result<JoinHandle<io::Result<T>>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    Err(io::Error::new(io::ErrorKind::Unsupported, NEEDS_LINUX))
+}
+
 /// Refuses early, in one line, where the link cannot be built.
 pub fn check_privileges() -> anyhow::Result<()> {
     if !cfg!(target_os = "linux") {
-        bail!("needs Linux (network namespaces and TUN devices)");
+        bail!(NEEDS_LINUX);
     }
+    #[cfg(unix)]
     if !rustix::process::geteuid().is_root() {
         bail!(
             "needs root to create network namespaces and TUN devices: run it as root (sudo -E cargo run -p netlab), or in CI"
@@ -633,6 +679,7 @@ pub fn pids_in(name: &str) -> Vec<i32> {
     String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
 }
 
+#[cfg(unix)]
 fn kill_everything_in(name: &str) {
     for pid in pids_in(name) {
         if let Some(pid) = rustix::process::Pid::from_raw(pid) {
@@ -640,6 +687,11 @@ fn kill_everything_in(name: &str) {
         }
     }
 }
+
+/// Without Unix signals there is nothing to kill with, and no namespace to
+/// kill in.
+#[cfg(not(unix))]
+fn kill_everything_in(_name: &str) {}
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     run(Command::new("ip").args(args))

@@ -162,12 +162,14 @@ fn main() -> ExitCode {
 
 /// Set in the copy of us that runs inside the user namespace, so it does not
 /// try to enter another.
+#[cfg(target_os = "linux")]
 const IN_USER_NAMESPACE: &str = "NETLAB_IN_USER_NAMESPACE";
 
 /// What the copy of us runs first, inside the new user and mount namespaces:
 /// `ip netns` keeps its namespaces in `/run/netns`, which only the real root
 /// may create; a private tmpfs over `/run`, seen by this process tree alone,
 /// gives it one. Then it becomes netlab again, with the same arguments.
+#[cfg(target_os = "linux")]
 const USER_NAMESPACE_SCRIPT: &str = r#"mount -t tmpfs netlab-run /run && exec "$@""#;
 
 /// The unprivileged path. An ordinary user may, on most Linux desktops,
@@ -183,6 +185,7 @@ const USER_NAMESPACE_SCRIPT: &str = r#"mount -t tmpfs netlab-run /run && exec "$
 /// unused; the link is between the two namespaces netlab makes.
 /// `None` means: carry on here (already root, already inside, or user
 /// namespaces are not allowed, in which case `check_privileges` says why).
+#[cfg(target_os = "linux")]
 fn reenter_in_user_namespace() -> Option<ExitCode> {
     if rustix::process::geteuid().is_root() || std::env::var_os(IN_USER_NAMESPACE).is_some() {
         return None;
@@ -220,6 +223,13 @@ fn reenter_in_user_namespace() -> Option<ExitCode> {
             ExitCode::FAILURE
         }
     })
+}
+
+/// No user namespaces elsewhere: carry on, and `check_privileges` says
+/// "needs Linux".
+#[cfg(not(target_os = "linux"))]
+fn reenter_in_user_namespace() -> Option<ExitCode> {
+    None
 }
 
 /// The demo's port on the server side. The server side is a namespace of its

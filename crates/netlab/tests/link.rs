@@ -3,6 +3,9 @@
 //! passing them silently; `.ci/run` runs them as root with
 //! `cargo test -p netlab -- --ignored`, where they must pass.
 
+// Network namespaces and TUN devices are Linux's: compiled only there.
+#![cfg(target_os = "linux")]
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;

@@ -8,6 +8,9 @@
 //!
 //! Needs root, like every link test: `cargo test -p netlab -- --ignored`.
 
+// Network namespaces and TUN devices are Linux's: compiled only there.
+#![cfg(target_os = "linux")]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;

@@ -11,6 +11,9 @@
 //!
 //! Needs root, like every link test: `cargo test -p netlab -- --ignored`.
 
+// Network namespaces and TUN devices are Linux's: compiled only there.
+#![cfg(target_os = "linux")]
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -5,6 +5,9 @@
 //! which takes root to switch users, so it is ignored like the other link
 //! tests and run by `.ci/run` as root.
 
+// User and network namespaces, setpriv and unshare are Linux's: compiled only there.
+#![cfg(target_os = "linux")]
+
 use std::process::Command;
 use std::time::Duration;
 
