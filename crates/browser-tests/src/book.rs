@@ -11,6 +11,10 @@
 //! docs --open`) or served from the repository's root, as the browser test
 //! does.
 //!
+//! Inside the book it fixes one thing mdBook leaves broken: a chapter named
+//! `README.md` becomes the page `index.html`, but a link to it becomes
+//! `README.html`; so such a link is pointed at `index.md` first.
+//!
 //! A link to a Markdown file outside the book (`../README.md`) would be
 //! turned into `.html` by mdBook, which rewrites every relative `.md` link it
 //! sees; so its dot is written `%2E`, which the browser decodes back when it
@@ -76,7 +80,7 @@ pub fn rewrite_links(markdown: &str, chapter_dir: &Path, page_dir: &Path, src: &
             out.push_str(before);
             let end = after.find(')').unwrap_or(after.len());
             let target = &after[..end];
-            match leave_book(target, chapter_dir, page_dir, src) {
+            match rewrite_target(target, chapter_dir, page_dir, src) {
                 Some(new) => out.push_str(&new),
                 None => out.push_str(target),
             }
@@ -87,8 +91,9 @@ pub fn rewrite_links(markdown: &str, chapter_dir: &Path, page_dir: &Path, src: &
     out
 }
 
-/// The rewritten target, if `target` is a relative path that leaves `src`.
-fn leave_book(target: &str, chapter_dir: &Path, page_dir: &Path, src: &Path) -> Option<String> {
+/// The rewritten target, if `target` is a relative path that leaves `src`
+/// or names a `README.md` in it.
+fn rewrite_target(target: &str, chapter_dir: &Path, page_dir: &Path, src: &Path) -> Option<String> {
     if target.contains("://") || target.starts_with(['/', '#', '<']) || target.contains(' ') {
         return None;
     }
@@ -98,7 +103,11 @@ fn leave_book(target: &str, chapter_dir: &Path, page_dir: &Path, src: &Path) -> 
     };
     let file = normalize(&chapter_dir.join(path));
     if file.starts_with(src) {
-        return None;
+        let dir = path.strip_suffix("README.md").filter(|d| d.is_empty() || d.ends_with('/'))?;
+        return Some(format!(
+            "{dir}index.md{}",
+            fragment.map(|f| format!("#{f}")).unwrap_or_default()
+        ));
     }
     let mut new = relative(page_dir, &file).to_string_lossy().replace('\\', "/");
     if path.ends_with('/') {
@@ -187,6 +196,13 @@ mod tests {
             rw("[map](../README.md#the-notes-and-the-lessons)", ""),
             "[map](../../README%2Emd#the-notes-and-the-lessons)"
         );
+    }
+
+    #[test]
+    fn a_readme_in_the_book_is_reached_as_its_index_page() {
+        assert_eq!(rw("[n](numbers/README.md)", ""), "[n](numbers/index.md)");
+        assert_eq!(rw("[up](../README.md#x)", "numbers"), "[up](../index.md#x)");
+        assert_eq!(rw("[n](numbers/NOT-README.md)", ""), "[n](numbers/NOT-README.md)");
     }
 
     #[test]

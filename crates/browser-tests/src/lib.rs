@@ -142,6 +142,8 @@ impl Browser {
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+            // Keep the page's console, so a test can ask for its errors.
+            "goog:loggingPrefs": {"browser": "ALL"},
         }}});
         let v = request(addr, "POST", "/session", Some(caps)).await.expect("POST /session");
         let session = v["value"]["sessionId"]
@@ -171,6 +173,24 @@ impl Browser {
     /// page and returns what it returns.
     pub async fn eval(&self, script: &str, args: Value) -> Value {
         self.call("POST", "/execute/sync", Some(json!({"script": script, "args": args}))).await
+    }
+
+    /// What the browser logged since the last call (the pages' console and
+    /// failed loads), as `(level, message)`: chromedriver's log endpoint,
+    /// kept because the session asks for `goog:loggingPrefs`.
+    pub async fn log(&self) -> Vec<(String, String)> {
+        let v = self.call("POST", "/se/log", Some(json!({"type": "browser"}))).await;
+        v.as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| {
+                        let field = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                        (field("level"), field("message"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The page's visible text (`document.body.innerText`).
