@@ -89,3 +89,7 @@ netlab *ARGS:
 # Lesson 13: TLS 1.3 with rustls: the handshake on the wire, resumption, and how it fails.
 tls *ARGS:
     cargo run -p tls -- {{ARGS}}
+
+# Lesson 14: HTTP/2 with hyper: streams, frames, HPACK, flow control, and the abuse it refuses.
+http2 *ARGS:
+    cargo run -p http2 -- {{ARGS}}
