@@ -125,7 +125,7 @@ pub fn cap_for_nofile(asked: usize, nofile: Option<u64>) -> usize {
 /// soft limit of `RLIMIT_NOFILE`) allows, saying so in one line if it had to.
 /// Each server calls it once, when it starts.
 pub(crate) fn fit_cap_to_nofile(who: &str, asked: usize) -> usize {
-    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let nofile = open_file_limit();
     let cap = cap_for_nofile(asked, nofile);
     if cap < asked {
         eprintln!(
@@ -143,14 +143,44 @@ pub(crate) fn fit_cap_to_nofile(who: &str, asked: usize) -> usize {
 /// thousand connections need ten thousand descriptors on each side, and the
 /// usual soft limit is 1024. Unprivileged: a process may always raise its
 /// soft limit up to the hard one.
+#[cfg(unix)]
 pub fn raise_nofile() -> io::Result<(u64, u64)> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     let old = limit.current.unwrap_or(u64::MAX);
     let mut raised = limit;
     raised.current = limit.maximum;
+    #[cfg(target_os = "macos")]
+    if setrlimit(Resource::Nofile, raised).is_err() {
+        // macOS refuses a soft limit above kern.maxfilesperproc (its hard
+        // limit is often "unlimited"); OPEN_MAX is one it always takes.
+        raised.current = Some(raised.current.map_or(MACOS_OPEN_MAX, |m| m.min(MACOS_OPEN_MAX)));
+    }
     setrlimit(Resource::Nofile, raised).map_err(io::Error::from)?;
     Ok((old, raised.current.unwrap_or(u64::MAX)))
+}
+
+/// macOS's OPEN_MAX: a soft limit on open files that every macOS accepts.
+#[cfg(target_os = "macos")]
+const MACOS_OPEN_MAX: u64 = 10_240;
+
+/// Windows has no open-file limit to raise (sockets are handles, bounded by
+/// memory), so this says "no limit" before and after.
+#[cfg(not(unix))]
+pub fn raise_nofile() -> io::Result<(u64, u64)> {
+    Ok((u64::MAX, u64::MAX))
+}
+
+/// The soft limit on open files (`ulimit -n`); `None` means no limit.
+#[cfg(unix)]
+fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Windows has no `ulimit -n`: no limit.
+#[cfg(not(unix))]
+fn open_file_limit() -> Option<u64> {
+    None
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 //! binary under a low limit and check that every connection gets an answer,
 //! an echo or the busy line, promptly, and that the log stays short.
 
+// `ulimit -n` under bash, and RLIMIT_NOFILE: every Unix, not Windows.
+#![cfg(unix)]
+
 mod common;
 
 use std::io::{self, Read, Write};

@@ -2,6 +2,9 @@
 //! the threaded server grows a thread per connection and the event loops stay
 //! on one thread.
 
+// It counts threads in /proc/<pid>/status, which only Linux has: compiled only there.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::{Read, Write};
