@@ -181,12 +181,16 @@ async fn one_update_wakes_a_thousand_waiters() {
     // Client and server ends live in this one process: 2,000 descriptors,
     // more than the common default soft limit of 1,024. Raise the soft limit
     // as far as the hard limit allows (no privileges needed for that).
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let want = 4096.min(limit.maximum.unwrap_or(u64::MAX));
-    if limit.current.is_some_and(|c| c < want) {
-        setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(want), ..limit })
-            .expect("raising the soft open-file limit up to the hard one");
+    // Windows has no such limit.
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let want = 4096.min(limit.maximum.unwrap_or(u64::MAX));
+        if limit.current.is_some_and(|c| c < want) {
+            setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(want), ..limit })
+                .expect("raising the soft open-file limit up to the hard one");
+        }
     }
     let feed = Feed::default();
     let server = start(&feed, Duration::from_secs(30)).await;
