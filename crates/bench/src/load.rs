@@ -89,12 +89,23 @@ impl Target {
 /// them while an event loop uses one. Pinned, each server gets exactly one
 /// core and the client the other, so a round-trip rate compares what each
 /// server does with one core, and other processes' noise shrinks.
+#[cfg(target_os = "linux")]
 pub fn pin(pid: Option<u32>, core: usize) -> std::io::Result<()> {
     use rustix::thread::{CpuSet, Pid, sched_setaffinity};
     let mut set = CpuSet::new();
     set.set(core);
     let pid = pid.and_then(|p| Pid::from_raw(i32::try_from(p).ok()?));
     sched_setaffinity(pid, &set).map_err(std::io::Error::from)
+}
+
+/// macOS and Windows have no `sched_setaffinity`: say so rather than report
+/// a pin that did not happen.
+#[cfg(not(target_os = "linux"))]
+pub fn pin(_pid: Option<u32>, _core: usize) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "needs Linux: pinning to a core (sched_setaffinity); run with --no-pin",
+    ))
 }
 
 /// The servers a report measures: the lesson's flavours asked for, then the
