@@ -136,8 +136,10 @@ async fn every_page_of_the_book_renders_its_diagrams_and_its_links_resolve() {
                     "const pre = [...document.querySelectorAll('pre.mermaid')];\
                      return {blocks: pre.length,\
                        drawn: pre.filter(p => p.querySelector('svg')).length,\
-                       errors: pre.filter(p => p.querySelector('svg[aria-roledescription=error]'))\
-                         .map(p => p.textContent.slice(0, 200))};",
+                       errors: pre.map((p, i) => [i + 1, p.querySelector('svg[aria-roledescription=error]')])\
+                         .filter(([i, svg]) => svg)\
+                         .map(([i, svg]) => `diagram ${i}: ${[...svg.querySelectorAll('text')]\
+                           .map(t => t.textContent).join(' ')}`)};",
                     json!([]),
                 )
                 .await;
