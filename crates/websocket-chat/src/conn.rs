@@ -22,16 +22,18 @@
 //! * the `Origin` check (see [`crate::origin`]): a page on another site gets 403;
 //! * two tasks per connection: the lesson's task reads, `writer` writes,
 //!   so a client that does not read can never stop us reading from it;
-//! * a bounded queue per client and one rule for a full one
-//!   ([`Outbox::deliver`]): the client is closed with 1008 and a reason;
-//! * a second, one-slot channel for that goodbye, because the queue may be
-//!   the very thing that is full;
+//! * a bounded queue per client (`Queue`, which holds no memory while it
+//!   is empty) and one rule for a full one ([`Outbox::deliver`]): the
+//!   client is closed with 1008 and a reason;
+//! * a one-message slot for that goodbye, apart from the queue, because the
+//!   queue may be the very thing that is full;
 //! * the heartbeat: a ping every `ping_interval`, and close 4000 for a peer
 //!   silent for `pong_timeout`;
 //! * close codes for what tungstenite reports as read errors (`close_for`);
 //! * at shutdown, close 1001 to every connection and a bounded wait for them
 //!   ([`Connections::close_all`]).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +49,7 @@ use axum::routing::get;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite;
@@ -65,7 +67,7 @@ pub struct Connection {
     writer: JoinHandle<()>,
     /// This connection's own ways to the writer: pings go on the queue, a
     /// close (shutdown, heartbeat, broken frames) in the farewell slot.
-    queue: mpsc::Sender<Message>,
+    queue: QueueSender,
     farewell: Arc<Farewell>,
     heartbeat: Interval,
     last_heard: Instant,
@@ -133,9 +135,9 @@ impl Connection {
                                  format!("no pong for {} ms", silent.as_millis()));
                         return None;
                     }
-                    // try_send: if the queue is full, the hub is about to
-                    // close this client anyway.
-                    let _ = self.queue.try_send(Message::Ping(Bytes::new()));
+                    // If the queue is full, the hub is about to close this
+                    // client anyway: the ping is not needed.
+                    let _ = self.queue.push(Message::Ping(Bytes::new()));
                 }
                 frame = self.stream.next() => {
                     let msg = match frame {
@@ -243,12 +245,12 @@ impl Farewell {
     }
 }
 
-/// The way to one client's writer, kept in a lesson's hub. Only ever
-/// `try_send`: the hub must never wait for one client while holding up
+/// The way to one client's writer, kept in a lesson's hub. It never
+/// waits: the hub must never wait for one client while holding up
 /// everyone else.
 #[derive(Debug)]
 pub struct Outbox {
-    queue: mpsc::Sender<Message>,
+    queue: QueueSender,
     farewell: Arc<Farewell>,
     /// Set once this client has been told to go, so it is told only once.
     closing: bool,
@@ -257,7 +259,7 @@ pub struct Outbox {
 
 impl Outbox {
     /// Queues `frame` for this client, and says whether it did. The
-    /// back-pressure decision, in one place. `try_send` never waits: when a
+    /// back-pressure decision, in one place. It never waits: when a
     /// client's queue is full, it has fallen a whole queue behind everyone
     /// else, and waiting for it would make every other client as slow as the
     /// slowest. Dropping the message silently would make its view wrong
@@ -266,23 +268,159 @@ impl Outbox {
         if self.closing {
             return false;
         }
-        match self.queue.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        match self.queue.push(frame) {
+            Pushed::Queued => true,
+            Pushed::Full => {
                 self.closing = true;
                 self.counters.kicked_slow.fetch_add(1, Ordering::Relaxed);
-                let reason = format!("too slow: {} messages unread", self.queue.max_capacity());
+                let reason = format!("too slow: {} messages unread", self.queue.0.capacity);
                 self.farewell.say((close_code::POLICY, reason));
                 false
             }
             // The writer is gone; the reading task will notice and clean up.
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Pushed::WriterGone => false,
         }
     }
 
     /// Messages waiting in this client's queue right now.
     pub fn queued(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.queue.0.lock().messages.len()
+    }
+}
+
+/// One client's outgoing messages, from the hub (and the heartbeat) to its
+/// writer: at most `capacity` of them, and a bell that wakes the writer.
+///
+/// It was a tokio `mpsc` channel. That channel allocates its slots 32 at a
+/// time, the first block as it is created, and keeps about two blocks once
+/// messages have passed: some 3.5 KiB for every connection, idle or not,
+/// about a third of what an idle connection cost (chapter 8, "What a
+/// connection costs"). Here the messages sit in a `VecDeque` that allocates
+/// on the first push and is handed to the writer whole when it takes them,
+/// so an idle connection's queue holds no storage at all. The rules are the
+/// channel's: pushing never waits, a full queue says so (and the hub closes
+/// that client), and once every sender is gone the writer drains what is
+/// left and ends.
+#[derive(Debug)]
+struct Queue {
+    waiting: std::sync::Mutex<Waiting>,
+    /// Rung on every push and when the last sender goes.
+    bell: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    messages: VecDeque<Message>,
+    /// Live [`QueueSender`]s: the connection's own and every `Outbox`.
+    senders: usize,
+    /// The writer has ended: nothing pushed now would ever be written.
+    writer_gone: bool,
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pushed {
+    Queued,
+    Full,
+    WriterGone,
+}
+
+impl Queue {
+    /// An empty queue and its first sender. Allocates only the `Arc`.
+    fn open(capacity: usize) -> QueueSender {
+        let waiting = Waiting { senders: 1, ..Waiting::default() };
+        QueueSender(Arc::new(Queue {
+            waiting: std::sync::Mutex::new(waiting),
+            bell: Notify::new(),
+            capacity,
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // Every critical section is a push, a take or a count: nothing can
+        // panic half-way, so a poisoned lock still holds a sound queue.
+        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The writer's side: waits for messages and takes up to [`BATCH`] of
+    /// them, or `None` once the queue is empty and every sender is gone.
+    /// When it takes them all, the storage goes with them, so the queue is
+    /// left holding nothing.
+    async fn take(&self) -> Option<VecDeque<Message>> {
+        loop {
+            {
+                let mut waiting = self.lock();
+                let queued = waiting.messages.len();
+                if queued > BATCH {
+                    return Some(waiting.messages.drain(..BATCH).collect());
+                }
+                if queued > 0 {
+                    return Some(std::mem::take(&mut waiting.messages));
+                }
+                if waiting.senders == 0 {
+                    return None;
+                }
+            }
+            // A push between the unlock and here is not missed: notify_one
+            // keeps one wake-up for a writer that is not waiting yet.
+            self.bell.notified().await;
+        }
+    }
+}
+
+/// One handle that can push onto a [`Queue`]. The writer ends once the
+/// last one is dropped (and the queue is drained), as an `mpsc` receiver
+/// does when its last sender goes.
+#[derive(Debug)]
+struct QueueSender(Arc<Queue>);
+
+impl QueueSender {
+    /// Queues `message` unless the queue is full or its writer is gone.
+    /// Never waits.
+    fn push(&self, message: Message) -> Pushed {
+        let mut waiting = self.0.lock();
+        if waiting.writer_gone {
+            return Pushed::WriterGone;
+        }
+        if waiting.messages.len() >= self.0.capacity {
+            return Pushed::Full;
+        }
+        waiting.messages.push_back(message);
+        drop(waiting);
+        self.0.bell.notify_one();
+        Pushed::Queued
+    }
+}
+
+impl Clone for QueueSender {
+    fn clone(&self) -> Self {
+        self.0.lock().senders += 1;
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl Drop for QueueSender {
+    fn drop(&mut self) {
+        let mut waiting = self.0.lock();
+        waiting.senders -= 1;
+        if waiting.senders == 0 {
+            drop(waiting);
+            self.0.bell.notify_one();
+        }
+    }
+}
+
+/// Held by the writer while it runs: when it ends (or is aborted), the
+/// queue learns that nobody will write what is in it, drops it, and says
+/// so to every later push.
+struct WriterGone(Arc<Queue>);
+
+impl Drop for WriterGone {
+    fn drop(&mut self) {
+        let mut waiting = self.0.lock();
+        waiting.writer_gone = true;
+        waiting.messages = VecDeque::new();
     }
 }
 
@@ -298,17 +436,18 @@ pub fn json_frame(msg: &impl Serialize) -> Message {
 /// deliver the close frame within `grace`, and ends.
 async fn writer(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Message>,
+    queue: Arc<Queue>,
     farewell: Arc<Farewell>,
     grace: Duration,
 ) {
+    let _gone = WriterGone(Arc::clone(&queue));
     let goodbye = loop {
         tokio::select! {
             // biased: a goodbye goes before any more messages.
             biased;
             bye = farewell.heard() => break bye,
-            msg = queue.recv() => {
-                let Some(msg) = msg else { break farewell.take() };
+            batch = queue.take() => {
+                let Some(batch) = batch else { break farewell.take() };
                 // The write itself can block on a full socket (a client that
                 // does not read). Race it with the goodbye, so the hub's
                 // "you are too slow" is not stuck behind the very write that
@@ -317,7 +456,7 @@ async fn writer(
                 tokio::select! {
                     biased;
                     bye = farewell.heard() => break bye,
-                    sent = write_batch(&mut sink, &mut queue, msg) => if sent.is_err() { return },
+                    sent = write_batch(&mut sink, batch) => if sent.is_err() { return },
                 }
             }
         }
@@ -336,20 +475,17 @@ async fn writer(
     }
 }
 
-/// Writes `first` and whatever else is waiting in the queue (up to
-/// [`BATCH`] messages), then flushes once. tungstenite gathers the frames
-/// in its write buffer and makes a `write` system call each time the buffer
-/// passes `write_buffer_bytes`, and one at the flush: during a broadcast, a
-/// client with ten messages waiting costs one or two calls, not ten.
+/// Writes what the writer took from the queue (up to [`BATCH`] messages),
+/// then flushes once. tungstenite gathers the frames in its write buffer
+/// and makes a `write` system call each time the buffer passes
+/// `write_buffer_bytes`, and one at the flush: during a broadcast, a client
+/// with ten messages waiting costs one or two calls, not ten.
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
-    queue: &mut mpsc::Receiver<Message>,
-    first: Message,
+    batch: VecDeque<Message>,
 ) -> Result<(), axum::Error> {
-    sink.feed(first).await?;
-    for _ in 1..BATCH {
-        let Ok(next) = queue.try_recv() else { break };
-        sink.feed(next).await?;
+    for message in batch {
+        sink.feed(message).await?;
     }
     sink.flush().await
 }
@@ -532,10 +668,14 @@ impl Connections {
     fn start(&self, socket: WebSocket, slot: OwnedSemaphorePermit) -> Connection {
         let limits = self.shared.limits;
         let (sink, stream) = socket.split();
-        let (queue, queue_rx) = mpsc::channel(limits.queue_capacity);
+        let queue = Queue::open(limits.queue_capacity);
         let farewell = Arc::new(Farewell::default());
-        let writer =
-            tokio::spawn(writer(sink, queue_rx, Arc::clone(&farewell), limits.close_grace));
+        let writer = tokio::spawn(writer(
+            sink,
+            Arc::clone(&queue.0),
+            Arc::clone(&farewell),
+            limits.close_grace,
+        ));
         // The first ping one interval from now, not at once: a client that
         // has just connected has just proved it is alive.
         let first = Instant::now() + limits.ping_interval;
