@@ -12,6 +12,10 @@ use std::time::Duration;
 /// A client that connects and stalls holds a slot this long, no longer.
 pub const HANDSHAKE_TIMEOUT: Duration = tls::limits::HANDSHAKE_TIMEOUT;
 
+/// What [`ServeConfig::tls`](crate::ServeConfig::tls) holds: rustls's server
+/// settings.
+pub type TlsConfig = rustls::ServerConfig;
+
 /// Makes a throwaway CA and a certificate it signs for `localhost` and
 /// `127.0.0.1` (lesson 13's `Ca`), writes the CA's certificate (public) to
 /// `ca_file` for `curl --cacert` or a browser, and returns the server's TLS

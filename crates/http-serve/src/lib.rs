@@ -32,11 +32,22 @@
 //! logged and closes that connection only. The same app is then served as
 //! `https://` (and its WebSockets as `wss://`) without a line of it changing.
 //! [`throwaway_tls`] makes a certificate for `localhost` and `127.0.0.1`
-//! with lesson 13's throwaway CA, for the lessons' `serve --tls`.
+//! with lesson 13's throwaway CA, for the lessons' `serve --tls`. (Both come
+//! with the `tls` cargo feature, on by default.)
 
+#[cfg(feature = "tls")]
 pub mod https;
+#[cfg(not(feature = "tls"))]
+mod no_tls;
 
-pub use https::{HANDSHAKE_TIMEOUT, throwaway_tls};
+#[cfg(feature = "tls")]
+pub use https::{HANDSHAKE_TIMEOUT, TlsConfig, throwaway_tls};
+#[cfg(not(feature = "tls"))]
+pub use no_tls::{HANDSHAKE_TIMEOUT, TlsConfig};
+#[cfg(not(feature = "tls"))]
+use no_tls::{TlsAcceptor, tls_handshake};
+#[cfg(feature = "tls")]
+use tokio_rustls::TlsAcceptor;
 
 use std::convert::Infallible;
 use std::io;
@@ -129,7 +140,7 @@ pub struct ServeConfig {
     /// Terminate TLS with these settings before HTTP (`None`: plain HTTP,
     /// the default). Lesson 13's `tls::server_config` or [`throwaway_tls`]
     /// makes one; its ALPN must offer `http/1.1`, the only HTTP served here.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<Arc<TlsConfig>>,
     /// How long a TLS client has from connecting to the end of its
     /// handshake ([`HANDSHAKE_TIMEOUT`], 10 s). Unused without `tls`.
     pub handshake_timeout: Duration,
@@ -172,7 +183,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let refusals = Refusals::default();
     let mut accept_errors = AcceptErrors::new("accept failed", |line| tracing::warn!("{line}"));
-    let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let acceptor = config.tls.clone().map(TlsAcceptor::from);
     let handshake_failures =
         Arc::new(std::sync::Mutex::new(FailureLog::new("TLS handshake failed")));
     // Set when the listener breaks: the open connections are still given
@@ -253,9 +264,10 @@ pub async fn serve(
 /// letter is a plain-HTTP request on the TLS port (a TLS record starts with
 /// `0x16`): it gets lesson 13's readable 400 instead of a binary alert, and
 /// `Ok(None)`.
+#[cfg(feature = "tls")]
 async fn tls_handshake(
     stream: TcpStream,
-    acceptor: &tokio_rustls::TlsAcceptor,
+    acceptor: &TlsAcceptor,
     write_timeout: Duration,
 ) -> io::Result<Option<tokio_rustls::server::TlsStream<WriteTimeout>>> {
     // Peek, don't read: if it is TLS, rustls must see the first byte too.

@@ -2,6 +2,9 @@
 //! network: a handshake that cannot hold a slot for ever, and a failed one
 //! that ends that connection only. Over real sockets on loopback.
 
+// TLS is the `tls` feature (on by default).
+#![cfg(feature = "tls")]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
