@@ -80,6 +80,7 @@ async fn serve(addr: SocketAddr, allowed_origins: Vec<String>) -> anyhow::Result
 }
 
 /// `serve --tls`: the same chat behind `http_serve`'s TLS (lesson 13).
+#[cfg(feature = "tls")]
 async fn serve_tls(
     addr: SocketAddr,
     allowed_origins: Vec<String>,
@@ -98,6 +99,12 @@ async fn serve_tls(
     let config = http_serve::ServeConfig { tls: Some(tls), ..Default::default() };
     chat.serve_with(listener, harness::ctrl_c_token(), config).await?;
     Ok(())
+}
+
+/// Built without the `tls` feature (on by default): say so.
+#[cfg(not(feature = "tls"))]
+async fn serve_tls(_: SocketAddr, _: Vec<String>, _: PathBuf) -> anyhow::Result<()> {
+    anyhow::bail!("serve --tls needs the `tls` feature, which this build left out")
 }
 
 async fn run_client(addr: SocketAddr, name: String) -> anyhow::Result<()> {
