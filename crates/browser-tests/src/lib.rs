@@ -22,6 +22,11 @@
 //!   from the server's own counters: repeated polls answered `304`, a poll
 //!   held open, one `EventSource` stream for every update, messages crossing
 //!   between clients, events delivered only to their subscribers.
+//! * `tests/book.rs`: the chapters as an mdBook. It builds `docs/`, serves
+//!   the repository on 127.0.0.1:0, opens every page and checks that each
+//!   Mermaid diagram became an SVG, that nothing logged an error, and that
+//!   every internal link and anchor resolves. It also needs `mdbook` and
+//!   `mdbook-mermaid`; [`book`] is the book's link preprocessor.
 //!
 //! Every wait is bounded ([`BROWSER_DEADLINE`], or the test's own), so a
 //! broken page fails with what the page showed instead of hanging. Each test
