@@ -189,7 +189,16 @@ impl Connection {
     /// `close_grace`. If we sent a close frame, the closing handshake ends
     /// when the peer's comes back (or the grace runs out); reading it is
     /// also what lets the TCP connection end cleanly on the peer's side.
-    pub async fn finish(self) {
+    pub fn finish(self) -> impl Future<Output = ()> {
+        // Boxed, so that its two timers and the fields it takes apart live
+        // on the heap only while a connection ends. Unboxed, this future is
+        // part of the lesson's `connection` future from the start, and every
+        // idle connection's task carried its 700 bytes (chapter 8, "What a
+        // connection costs").
+        Box::pin(self.end())
+    }
+
+    async fn end(self) {
         let Self { mut stream, mut writer, queue, limits, _slot, .. } = self;
         drop(queue);
         if !writer.is_finished() {
@@ -461,6 +470,13 @@ async fn writer(
             }
         }
     };
+    // Boxed for the same reason as `Connection::finish`: a step taken once,
+    // at the end, whose timer need not sit in every idle writer task.
+    Box::pin(close(sink, goodbye, grace)).await;
+}
+
+/// The writer's last act: the close frame, within `grace`.
+async fn close(mut sink: SplitSink<WebSocket, Message>, goodbye: Option<Goodbye>, grace: Duration) {
     match goodbye {
         // We start the closing handshake; the peer's answer arrives on the
         // reading half, which `Connection::finish` drains.
@@ -658,8 +674,12 @@ impl Connections {
             .write_buffer_size(limits.write_buffer_bytes)
             .max_write_buffer_size(max_write_buffer_bytes(max, limits.write_buffer_bytes))
             .on_upgrade(move |socket| {
+                // The connection gets a task of its own, and axum's (which
+                // did the upgrade) ends here instead of carrying ours inside
+                // it for the connection's whole life: 128 bytes less each.
                 let connection = conns.start(socket, slot);
-                conns.shared.tracker.track_future(run(connection))
+                conns.shared.tracker.spawn(run(connection));
+                std::future::ready(())
             })
     }
 
@@ -857,4 +877,73 @@ pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// behind a client that does not read.
 pub const fn max_write_buffer_bytes(max_message_bytes: usize, write_buffer_bytes: usize) -> usize {
     write_buffer_bytes + 2 * max_message_bytes + 64 * 1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How large the future that `f` returns is, without calling it.
+    fn future_size<A, R>(_: impl FnOnce(A) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    #[test]
+    fn the_end_of_a_connection_is_not_carried_by_every_idle_task() {
+        // A future is as large as its largest state, so whatever `finish`
+        // holds (its timers, the fields it takes apart) is part of a
+        // lesson's `connection` future from the first byte. Boxed, that is
+        // one pointer until the connection ends; unboxed it was 696 bytes.
+        assert_eq!(future_size(Connection::finish), std::mem::size_of::<usize>());
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_holds_no_storage_and_a_full_one_refuses() {
+        let sender = Queue::open(2);
+        assert_eq!(sender.0.lock().messages.capacity(), 0, "nothing allocated until used");
+        assert_eq!(sender.push(Message::text("a")), Pushed::Queued);
+        assert_eq!(sender.push(Message::text("b")), Pushed::Queued);
+        assert_eq!(sender.push(Message::text("c")), Pushed::Full);
+        // The writer takes them all, storage and all: the queue is empty again.
+        let taken = sender.0.take().await.expect("two messages");
+        assert_eq!(taken.len(), 2);
+        assert_eq!(sender.0.lock().messages.capacity(), 0);
+        assert_eq!(sender.push(Message::text("d")), Pushed::Queued);
+    }
+
+    #[tokio::test]
+    async fn the_writer_drains_then_ends_when_the_last_sender_goes() {
+        let first = Queue::open(8);
+        let second = first.clone();
+        let queue = Arc::clone(&first.0);
+        first.push(Message::text("last words"));
+        drop(first);
+        drop(second);
+        let within = Duration::from_secs(5);
+        let taken = tokio::time::timeout(within, queue.take()).await.expect("not stuck");
+        assert_eq!(taken.map(|t| t.len()), Some(1), "what was queued is still written");
+        let end = tokio::time::timeout(within, queue.take()).await.expect("not stuck");
+        assert!(end.is_none(), "no senders, nothing queued: the writer ends");
+    }
+
+    #[test]
+    fn nothing_is_queued_for_a_writer_that_is_gone() {
+        let sender = Queue::open(8);
+        sender.push(Message::text("never written"));
+        drop(WriterGone(Arc::clone(&sender.0)));
+        assert_eq!(sender.push(Message::text("late")), Pushed::WriterGone);
+        assert_eq!(sender.0.lock().messages.len(), 0);
+    }
+
+    #[test]
+    fn the_writer_takes_at_most_a_batch_at_a_time() {
+        let sender = Queue::open(BATCH * 2);
+        for i in 0..BATCH + 5 {
+            sender.push(Message::text(i.to_string()));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+        let taken = runtime.block_on(sender.0.take()).expect("messages");
+        assert_eq!(taken.len(), BATCH);
+        assert_eq!(sender.0.lock().messages.len(), 5, "the rest wait, counted against the bound");
+    }
 }
