@@ -7,6 +7,9 @@
 //! every descriptor but one, so the listener takes the last and `accept`
 //! finds none left.
 
+// `ulimit -n` under bash: every Unix, not Windows.
+#![cfg(unix)]
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
