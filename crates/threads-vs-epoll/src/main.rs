@@ -178,6 +178,14 @@ fn demo(clients: usize) -> anyhow::Result<()> {
         "each server runs as its own child process, so /proc/<pid>/status counts that server alone\n"
     );
     wire()?;
+    if !cfg!(target_os = "linux") {
+        println!(
+            "\n== 2. skipped: needs Linux (the table reads each server's threads and memory \
+             from /proc/<pid>/status). Run `serve --flavour threaded` and watch its threads \
+             with `ps -M -p PID` or Activity Monitor on macOS, Task Manager on Windows"
+        );
+        return Ok(());
+    }
     println!("\n== 2. {clients} clients held open against each server");
     let mut rows = Vec::new();
     for flavour in Flavour::ALL {
