@@ -5,6 +5,9 @@
 //! gets ENOSPC from the kernel. Mounting needs root, so the test is ignored by
 //! a plain `cargo test`; `.ci/run` (root) runs it with `-- --ignored`.
 
+// A tmpfs mounted with `mount -t tmpfs`: Linux only, compiled only there.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
