@@ -41,7 +41,7 @@ pub const MAX_SUBSCRIPTIONS: usize = 64;
 
 /// Open WebSocket connections the server accepts; the next upgrade gets an
 /// HTTP 503 before any task is spent on it. An idle subscriber costs about
-/// 12 KiB of heap (lesson 8's connection module, counted in chapter 8) and
+/// 6 KiB of heap (lesson 8's connection module, counted in chapter 8) and
 /// the kernel's socket buffers; `bench ws-c10k` holds 10,000 and pushes to
 /// them all. The cap is what bounds their sum.
 pub const MAX_CONNECTIONS: usize = 10_000;

@@ -778,7 +778,7 @@ pub struct Limits {
     /// [`CLOSE_GRACE`] (2 s).
     pub close_grace: Duration,
     /// tungstenite's read buffer, allocated whole for every connection:
-    /// [`READ_BUFFER_BYTES`] (4 KiB). It is also the most one `read` system
+    /// [`READ_BUFFER_BYTES`] (2 KiB). It is also the most one `read` system
     /// call takes, so a message larger than it takes several.
     pub read_buffer_bytes: usize,
     /// How many bytes of frames tungstenite gathers before a `write`
@@ -859,11 +859,14 @@ const _: () = assert!(SHUTDOWN_WAIT.as_millis() > 2 * CLOSE_GRACE.as_millis());
 /// tungstenite's read buffer, per connection. Its default, 128 KiB, is
 /// sized for bulk transfer, and it is allocated and zeroed whole for every
 /// connection, idle or not: 10,000 chat clients would hold 1.25 GiB of it.
-/// A chat line or a subscription is a few hundred bytes, so 4 KiB reads one
+/// A chat line or a subscription is a few hundred bytes, so 2 KiB reads one
 /// in a single `read` call. A larger message (up to 16 KiB here) still
 /// arrives whole, since tungstenite grows the buffer to the frame's length,
-/// but in `len / 4 KiB` reads instead of one: chapter 8 measures the trade.
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// but in `len / 2 KiB` reads instead of one: twenty 16 KiB messages took
+/// 162 `recvfrom` calls, against 83 with 4 KiB and 7 with 128 KiB. For a
+/// chat that is a few microseconds per large message; the buffer was half
+/// of what an idle connection held (chapter 8 weighs the trade).
+pub const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// tungstenite's write buffer: frames are gathered up to this size before a
 /// `write` system call (see `write_batch`). It grows only as frames come,

@@ -53,9 +53,9 @@ pub const BURSTS_TO_FILL_A_QUEUE: usize = QUEUE_CAPACITY.div_ceil(SEND_BURST as 
 const _: () = assert!(BURSTS_TO_FILL_A_QUEUE == 13);
 
 /// Open WebSocket connections the server accepts; the next upgrade gets an
-/// HTTP 503. An idle connection costs about 12 KiB of heap (two tasks, its
-/// queue, a 4 KiB read buffer; chapter 8 counts them) and the kernel's
-/// socket buffers, so 10,000 of them fit in a few hundred MB: the number
+/// HTTP 503. An idle connection costs about 6 KiB of heap (a 2 KiB read
+/// buffer, two tasks, the socket; chapter 8 counts them) and the kernel's
+/// socket buffers, so 10,000 of them fit in well under 100 MB: the number
 /// `bench ws-c10k` holds. Past it, `serve` also needs an open-file limit
 /// above 10,000 (`ulimit -n`).
 pub const MAX_CONNECTIONS: usize = 10_000;
