@@ -3,7 +3,11 @@
 //!
 //! Setup: the chat server runs in a process of its own (this binary, `bench
 //! chat --serve`), on loopback, so `/proc` can say what *it* holds; N
-//! clients (tokio-tungstenite) run in the bench's process. With `--target
+//! clients run in the bench's process. They are WebSocket clients on bare
+//! TCP sockets (`RawClient` below) that find each frame from its header and
+//! search it for a send time, and nothing more: on a 2-core machine the
+//! clients share the cores with the server, and every cycle they spend is
+//! one the server does not get. With `--target
 //! notes-node` the same clients then drive the notes' server, rewritten in
 //! `crates/bench/peers/notes-chat.js` (Node.js and the `ws` package, which
 //! the bench installs with npm under `target/bench/peers/`), in the same
@@ -20,22 +24,27 @@
 //! new one when its own copy of an earlier one comes back. That paces it at
 //! the speed the server can fan out, instead of flooding the per-client
 //! queues (which would measure how fast the server disconnects slow
-//! clients, a different thing). Each message carries the time it was sent,
+//! clients, a different thing). Each window size (`--window`, 4 and 16 by
+//! default) is a run of its own: with 4 the server mostly waits for round
+//! trips, with 16 it is kept busy. Each message carries the time it was sent,
 //! in microseconds since the start; each receiver records `now - sent` for
 //! every delivery. The two servers send different shapes
 //! (`{"type":"message","username":..,"message":"t=.."}` from ours, the
 //! client's own `{"type":"message","data":"t=.."}` from Node's); the clients
 //! read the time from either.
 //!
-//! Printed for each N: messages sent, deliveries, deliveries per second,
-//! p50/p99/max delivery latency, memory per connection, and how many clients
-//! the server closed before the end (should be 0; if not, the figures are
-//! suspect and it says so).
+//! Printed for each window and N: messages sent, deliveries, deliveries per
+//! second, p50/p99/max delivery latency, memory per connection, how many
+//! clients the server closed before the end (should be 0; if not, the
+//! figures are suspect and it says so), and the CPU time the server process
+//! and the clients used while the speaker spoke, from `/proc/<pid>/stat`:
+//! server CPU per delivery is the figure the machine's load disturbs least.
 //!
 //! Servers and clients share this machine's cores, so the figures are a
 //! lower bound for the server alone and noisy: compare ratios from one run,
 //! not absolutes.
 
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,8 +53,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 use websocket_chat::{Chat, Config};
 
@@ -61,9 +71,12 @@ pub struct Args {
     /// How long the speaker speaks, per client count.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
-    /// Messages in flight (sent, own copy not yet back).
-    #[arg(long, default_value_t = 4)]
-    window: usize,
+    /// Messages in flight (sent, own copy not yet back), one run each: 4
+    /// keeps the servers waiting on round trips (latency-bound), 16 keeps
+    /// them busy. Much more and our clients, on the same cores, fall a whole
+    /// queue (256) behind, and lesson 8 closes them as too slow.
+    #[arg(long, value_delimiter = ',', default_values_t = [4, 16])]
+    window: Vec<usize>,
     /// Chat text size in bytes.
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -109,24 +122,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     println!(
         "bench chat: one speaker, every message broadcast to all clients, {} s each, \
-         window {}, {}-byte text; servers in their own processes",
-        args.seconds, args.window, args.size
+         {}-byte text; servers in their own processes; load average {} at the start",
+        args.seconds,
+        args.size,
+        load_average()
     );
-    for &n in &args.clients {
-        let ours = runtime.block_on(measure(ChildServer::spawn(ours_command()?, STEP)?, n, &args));
-        let ours = ours.with_context(|| format!("ours with {n} clients"))?;
+    for (&window, &n) in args.window.iter().flat_map(|w| args.clients.iter().map(move |n| (w, n))) {
+        println!("window {window}, {n} clients:");
+        let ours = measure(ChildServer::spawn(ours_command()?, STEP)?, n, window, &args);
+        let ours = runtime.block_on(ours).with_context(|| format!("ours with {n} clients"))?;
         print_row("ours", n, &ours);
         let Some(node) = &node else { continue };
-        let peer = runtime.block_on(measure(ChildServer::spawn(node.command(), STEP)?, n, &args));
-        let peer = peer.with_context(|| format!("notes-node with {n} clients"))?;
+        let peer = measure(ChildServer::spawn(node.command(), STEP)?, n, window, &args);
+        let peer =
+            runtime.block_on(peer).with_context(|| format!("notes-node with {n} clients"))?;
         print_row("node", n, &peer);
         println!(
             "{:<5} {n:>5} clients: deliveries/s {:.2}x Node's; p99 {:.2}x Node's; \
-             memory per connection {:.2}x Node's",
+             memory per connection {:.2}x Node's; server CPU per delivery {:.2}x Node's",
             "ours/",
             rate(ours.deliveries, ours.elapsed) / rate(peer.deliveries, peer.elapsed),
             ours.p99 as f64 / peer.p99.max(1) as f64,
             ours.per_conn_kib / peer.per_conn_kib.max(0.1),
+            ours.server_us_per_delivery() / peer.server_us_per_delivery().max(0.001),
         );
     }
     Ok(())
@@ -136,7 +154,8 @@ fn print_row(name: &str, n: usize, r: &Outcome) {
     println!(
         "{name:<5} {n:>5} clients: {:>7} messages, {:>9} deliveries in {:.2} s = {:>9.0} \
          deliveries/s; latency p50 {} us, p99 {} us, max {} us; {:.1} KiB/conn; \
-         closed early: {}",
+         closed early: {}\n{:<5} {n:>5} clients: server CPU {:.2} s = {:.2} us/delivery; \
+         clients' CPU {:.2} s; load average {}",
         r.sent,
         r.deliveries,
         r.elapsed.as_secs_f64(),
@@ -145,7 +164,12 @@ fn print_row(name: &str, n: usize, r: &Outcome) {
         r.p99,
         r.max,
         r.per_conn_kib,
-        r.closed_early
+        r.closed_early,
+        "",
+        r.server_cpu,
+        r.server_us_per_delivery(),
+        r.clients_cpu,
+        load_average(),
     );
     if r.closed_early > 0 {
         println!("       (clients were closed: their deliveries are missing; treat with care)");
@@ -246,6 +270,18 @@ struct Outcome {
     max: u64,
     per_conn_kib: f64,
     closed_early: usize,
+    /// CPU time the server process used while the speaker spoke (and the
+    /// last window drained), user plus system.
+    server_cpu: f64,
+    /// The same for this process: every client.
+    clients_cpu: f64,
+}
+
+impl Outcome {
+    /// Server CPU time per delivery, in microseconds.
+    fn server_us_per_delivery(&self) -> f64 {
+        self.server_cpu * 1e6 / self.deliveries.max(1) as f64
+    }
 }
 
 /// What every reader shares: deliveries so far, and who saw the sync.
@@ -258,25 +294,210 @@ struct Tally {
 
 /// The send time in a timed chat message of either server, if it is one:
 /// the digits after `":"t=`.
-fn sent_at(text: &str) -> Option<u64> {
-    let at = text.find("\":\"t=")?;
-    let digits: String = text[at + 5..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+fn sent_at_bytes(text: &[u8]) -> Option<u64> {
+    let at = find(text, b"\":\"t=")? + 5;
+    let digits = text[at..].iter().take_while(|b| b.is_ascii_digit());
+    let mut value = 0u64;
+    let mut any = false;
+    for d in digits {
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        any = true;
+    }
+    any.then_some(value)
 }
 
-/// The text of a frame, text or binary (the notes' server relays what it
-/// gets; an older `ws` would turn text into binary).
-fn text_of(msg: &Message) -> Option<&str> {
-    match msg {
-        Message::Text(t) => Some(t.as_str()),
-        Message::Binary(b) => std::str::from_utf8(b).ok(),
-        _ => None,
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    find(haystack, needle).is_some()
+}
+
+// The bench's WebSocket client, on a bare TCP socket. The clients are half
+// of what runs on this machine, so they do as little as a client can: one
+// `read` takes whatever the socket holds (up to READ_CHUNK), and each frame
+// in it is found from its 2-byte header and searched for its send time; no
+// UTF-8 check, no JSON, no allocation per message. The same clients drive
+// both servers. (They were tokio-tungstenite clients, which copy each
+// message into a `Message` of its own and validate it: in a run of 100 and
+// 1,000 clients they used about six times the CPU of our server.)
+
+/// Opcodes (RFC 6455, section 5.2).
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// How much one `read` may take: many broadcast frames at once when the
+/// client has fallen a little behind.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A client's masking key. RFC 6455 wants it unpredictable, against
+/// proxies that a browser's page could confuse; a bench on loopback has no
+/// such proxy, and the servers only check that frames are masked.
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// What the bench needs to know about one frame from the server.
+enum Frame<'a> {
+    /// Text or binary: the payload, to search.
+    Text(&'a [u8]),
+    Ping,
+    Closed,
+    Other,
+}
+
+struct RawClient {
+    reader: RawReader,
+    writer: RawWriter,
+}
+
+impl RawClient {
+    /// Connects and does the opening handshake by hand.
+    async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (read, mut write) = stream.into_split();
+        // The key of RFC 6455's own example; any 16 bytes in base64 will do.
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        write.write_all(request.as_bytes()).await?;
+        let mut reader = RawReader { stream: read, buf: vec![0; READ_CHUNK], start: 0, end: 0 };
+        let head_end = loop {
+            if let Some(at) = find(&reader.buf[..reader.end], b"\r\n\r\n") {
+                break at + 4;
+            }
+            if reader.end == reader.buf.len() {
+                bail!("the handshake's answer has no end");
+            }
+            reader.fill().await?;
+        };
+        if !reader.buf.starts_with(b"HTTP/1.1 101") {
+            let head = String::from_utf8_lossy(&reader.buf[..head_end]);
+            bail!("the server did not upgrade: {head}");
+        }
+        reader.start = head_end;
+        Ok(Self { reader, writer: RawWriter { stream: write, frame: Vec::new() } })
+    }
+
+    async fn send_text(&mut self, text: &str) -> io::Result<()> {
+        self.writer.send_text(text).await
+    }
+
+    /// The next frame, reading as needed.
+    async fn next_frame(&mut self) -> io::Result<Frame<'_>> {
+        while self.reader.whole().is_none() {
+            self.reader.fill().await?;
+        }
+        Ok(self.reader.parsed().expect("a whole frame is in the buffer"))
+    }
+
+    fn split(self) -> (RawReader, RawWriter) {
+        (self.reader, self.writer)
     }
 }
 
-async fn measure(server: ChildServer, n: usize, args: &Args) -> anyhow::Result<Outcome> {
+/// The reading half: a buffer and where its unparsed bytes are.
+struct RawReader {
+    stream: OwnedReadHalf,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl RawReader {
+    /// One `read`: whatever the socket holds, after the unparsed bytes.
+    /// The end of the stream is an error: the server closed on us.
+    async fn fill(&mut self) -> io::Result<()> {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.end == self.buf.len() {
+            // A frame larger than the buffer: make room for it.
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let read = self.stream.read(&mut self.buf[self.end..]).await?;
+        if read == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.end += read;
+        Ok(())
+    }
+
+    /// The next whole frame in the buffer, if there is one: its opcode and
+    /// where its payload is. Server frames are never masked.
+    fn whole(&self) -> Option<(u8, usize, usize)> {
+        let (opcode, from, to) = frame_at(&self.buf[self.start..self.end])?;
+        Some((opcode, self.start + from, self.start + to))
+    }
+
+    /// Takes the next whole frame off the buffer.
+    fn parsed(&mut self) -> Option<Frame<'_>> {
+        let (opcode, from, to) = self.whole()?;
+        self.start = to;
+        Some(match opcode {
+            OP_TEXT | OP_BINARY => Frame::Text(&self.buf[from..to]),
+            OP_PING => Frame::Ping,
+            OP_CLOSE => Frame::Closed,
+            _ => Frame::Other,
+        })
+    }
+}
+
+/// The opcode and payload range of the unmasked frame at the start of `b`,
+/// if all of it is there.
+fn frame_at(b: &[u8]) -> Option<(u8, usize, usize)> {
+    let (&b0, &b1) = (b.first()?, b.get(1)?);
+    let (len, header): (u64, usize) = match b1 & 0x7f {
+        126 => (u64::from(u16::from_be_bytes([*b.get(2)?, *b.get(3)?])), 4),
+        127 => (u64::from_be_bytes(b.get(2..10)?.try_into().ok()?), 10),
+        short => (u64::from(short), 2),
+    };
+    let end = header.checked_add(usize::try_from(len).ok()?)?;
+    (b.len() >= end).then_some((b0 & 0x0f, header, end))
+}
+
+/// The writing half: masked frames, one `write` each.
+struct RawWriter {
+    stream: OwnedWriteHalf,
+    frame: Vec<u8>,
+}
+
+impl RawWriter {
+    async fn send_text(&mut self, text: &str) -> io::Result<()> {
+        self.send(OP_TEXT, text.as_bytes()).await
+    }
+
+    async fn send(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        self.frame.clear();
+        self.frame.push(0x80 | opcode);
+        match payload.len() {
+            n if n < 126 => self.frame.push(0x80 | n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                self.frame.push(0x80 | 126);
+                self.frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                self.frame.push(0x80 | 127);
+                self.frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        self.frame.extend_from_slice(&MASK);
+        self.frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+        self.stream.write_all(&self.frame).await
+    }
+}
+
+async fn measure(
+    server: ChildServer,
+    n: usize,
+    window: usize,
+    args: &Args,
+) -> anyhow::Result<Outcome> {
     let addr: SocketAddr = server.addr();
-    let url = format!("ws://{addr}/ws");
     let before = server.status()?;
     let base = Instant::now();
     let tally = Arc::new(Tally::default());
@@ -288,65 +509,42 @@ async fn measure(server: ChildServer, n: usize, args: &Args) -> anyhow::Result<O
     let mut speaker = None;
     let mut receivers = Vec::with_capacity(n);
     for i in 0..n {
-        let (ws, _) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(&url))
+        let mut client = tokio::time::timeout(STEP, RawClient::connect(addr))
             .await
             .with_context(|| format!("client {i}: connect timed out"))?
             .with_context(|| format!("connecting client {i}"))?;
-        let (mut sink, mut stream) = ws.split();
         let name = format!("u{i}x");
-        sink.send(Message::text(format!(r#"{{"type":"username","data":"{name}"}}"#))).await?;
+        client.send_text(&format!(r#"{{"type":"username","data":"{name}"}}"#)).await?;
         let joined = async {
-            while let Some(msg) = stream.next().await {
-                if text_of(&msg?).is_some_and(|t| t.contains(&name)) {
-                    return Ok(());
+            loop {
+                match client.next_frame().await? {
+                    Frame::Text(t) if contains(t, name.as_bytes()) => return Ok(()),
+                    Frame::Closed => bail!("closed before its join came back"),
+                    _ => {}
                 }
             }
-            bail!("closed before its join came back")
         };
         tokio::time::timeout(STEP, joined)
             .await
             .with_context(|| format!("client {i}: its join did not come back"))??;
-        if i == 0 {
-            speaker = Some(sink);
-        }
-        // Listeners never write; dropping their half of the socket is fine
-        // (the reading half keeps the connection open) and tungstenite still
-        // answers pings through the shared stream underneath.
+        // The speaker's writing half stays here; the others keep theirs, to
+        // answer the server's pings.
+        let (reader, writer) = client.split();
+        let writer = if i == 0 {
+            speaker = Some(writer);
+            None
+        } else {
+            Some(writer)
+        };
         let echo = (i == 0).then(|| echo_tx.clone());
         let (tally, stop) = (tally.clone(), stop.clone());
-        receivers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let msg = tokio::select! {
-                    () = stop.cancelled() => break,
-                    msg = stream.next() => msg,
-                };
-                let Some(Ok(msg)) = msg else {
-                    tally.closed_early.fetch_add(1, Ordering::Relaxed);
-                    break;
-                };
-                let Some(text) = text_of(&msg) else { continue };
-                let Some(sent) = sent_at(text) else {
-                    if text.contains("\"sync\"") {
-                        tally.synced.fetch_add(1, Ordering::Relaxed);
-                    }
-                    continue;
-                };
-                let now = base.elapsed().as_micros() as u64;
-                lat.push(now.saturating_sub(sent));
-                tally.delivered.fetch_add(1, Ordering::Relaxed);
-                if let Some(e) = &echo {
-                    let _ = e.send(());
-                }
-            }
-            lat
-        }));
+        receivers.push(tokio::spawn(listen(reader, writer, echo, tally, stop, base)));
     }
     drop(echo_tx);
     let mut speaker = speaker.context("at least one client")?;
 
     // Settle: a message everybody sees after every join notice.
-    speaker.send(Message::text(r#"{"type":"message","data":"sync"}"#)).await?;
+    speaker.send_text(r#"{"type":"message","data":"sync"}"#).await?;
     wait_for(|| tally.synced.load(Ordering::Relaxed) >= n, "every client to see the sync").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = server.status()?;
@@ -354,14 +552,14 @@ async fn measure(server: ChildServer, n: usize, args: &Args) -> anyhow::Result<O
 
     let pad = "x".repeat(args.size.saturating_sub(24));
     let run_for = Duration::from_secs_f64(args.seconds);
+    let cpu_before = (cpu_seconds(server.pid())?, cpu_seconds(std::process::id())?);
     let started = Instant::now();
     let mut sent = 0u64;
     let mut in_flight = 0usize;
     while started.elapsed() < run_for {
-        while in_flight < args.window {
+        while in_flight < window {
             let text = format!("t={};{pad}", base.elapsed().as_micros());
-            let msg = format!(r#"{{"type":"message","data":"{text}"}}"#);
-            speaker.send(Message::text(msg)).await?;
+            speaker.send_text(&format!(r#"{{"type":"message","data":"{text}"}}"#)).await?;
             sent += 1;
             in_flight += 1;
         }
@@ -375,14 +573,16 @@ async fn measure(server: ChildServer, n: usize, args: &Args) -> anyhow::Result<O
     let expected = sent * n as u64;
     let _ = wait_for(|| tally.delivered.load(Ordering::Relaxed) >= expected, "the drain").await;
     let elapsed = started.elapsed();
+    let server_cpu = cpu_seconds(server.pid())? - cpu_before.0;
+    let clients_cpu = cpu_seconds(std::process::id())? - cpu_before.1;
     let closed_early = tally.closed_early.load(Ordering::Relaxed);
 
     stop.cancel();
-    let _ = speaker.close().await;
     let mut all = Vec::new();
     for r in receivers {
         all.extend(r.await?);
     }
+    drop(speaker);
     drop(server);
     all.sort_unstable();
     Ok(Outcome {
@@ -394,7 +594,108 @@ async fn measure(server: ChildServer, n: usize, args: &Args) -> anyhow::Result<O
         max: all.last().copied().unwrap_or_default(),
         per_conn_kib,
         closed_early,
+        server_cpu,
+        clients_cpu,
     })
+}
+
+/// One client's reading task: counts and times every timed chat message,
+/// notes the sync, answers pings (if it has a writing half), and hands the
+/// latencies back when told to stop. Deliveries are added to the shared
+/// tally once per read, not once per frame, so the clients do not queue up
+/// on one counter.
+async fn listen(
+    mut reader: RawReader,
+    mut writer: Option<RawWriter>,
+    echo: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+    tally: Arc<Tally>,
+    stop: CancellationToken,
+    base: Instant,
+) -> Vec<u64> {
+    let mut lat = Vec::new();
+    loop {
+        let read = tokio::select! {
+            () = stop.cancelled() => break,
+            read = reader.fill() => read,
+        };
+        if read.is_err() {
+            tally.closed_early.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+        let now = base.elapsed().as_micros() as u64;
+        let (mut timed, mut pings, mut closed) = (0, 0, false);
+        while let Some(frame) = reader.parsed() {
+            match frame {
+                Frame::Text(text) => match sent_at_bytes(text) {
+                    Some(sent) => {
+                        lat.push(now.saturating_sub(sent));
+                        timed += 1;
+                    }
+                    None if contains(text, b"\"sync\"") => {
+                        tally.synced.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {}
+                },
+                Frame::Ping => pings += 1,
+                Frame::Closed => closed = true,
+                Frame::Other => {}
+            }
+        }
+        if timed > 0 {
+            tally.delivered.fetch_add(timed, Ordering::Relaxed);
+            if let Some(e) = &echo {
+                for _ in 0..timed {
+                    let _ = e.send(());
+                }
+            }
+        }
+        if let Some(w) = writer.as_mut().filter(|_| pings > 0) {
+            // An empty pong answers any ping: the server only wants a sign of life.
+            if w.send(OP_PONG, b"").await.is_err() {
+                closed = true;
+            }
+        }
+        if closed {
+            tally.closed_early.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+    }
+    lat
+}
+
+/// User and system CPU time a process has used so far, in seconds, from
+/// fields 14 and 15 of `/proc/<pid>/stat` (in clock ticks).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; count from after its ')'.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).context("no ')' in stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // Field 14 is index 11 after the ')' (field 3 is index 0).
+    Ok((ticks(11) + ticks(12)) as f64 / clock_ticks_per_second())
+}
+
+/// `getconf CLK_TCK`: the unit of `/proc/<pid>/stat`'s times (100 on every
+/// Linux this runs on; asked rather than assumed).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// The load average over the last minute, from `/proc/loadavg`.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Polls `done` every 2 ms until it holds, or fails after [`STEP`].
@@ -414,12 +715,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn finds_whole_frames_from_their_headers() {
+        // A 5-byte text frame and the first byte of the next one.
+        let b = [0x81, 0x05, b'h', b'e', b'l', b'l', b'o', 0x89];
+        assert_eq!(frame_at(&b), Some((OP_TEXT, 2, 7)));
+        assert_eq!(frame_at(&b[7..]), None, "a lone first byte is not a frame");
+        assert_eq!(frame_at(&b[..6]), None, "nor is a payload cut short");
+        // 300 bytes: the length in the 2 bytes after 126.
+        let mut long = vec![0x81, 126, 0x01, 0x2c];
+        long.extend([b'x'; 300]);
+        assert_eq!(frame_at(&long), Some((OP_TEXT, 4, 304)));
+        assert_eq!(frame_at(&[0x89, 0x00]), Some((OP_PING, 2, 2)));
+    }
+
+    #[test]
     fn reads_the_send_time_from_both_servers_shapes() {
-        let ours = r#"{"type":"message","username":"u0x","message":"t=1234;xx","room":"lobby"}"#;
-        let node = r#"{"type":"message","data":"t=987;xx"}"#;
-        assert_eq!(sent_at(ours), Some(1234));
-        assert_eq!(sent_at(node), Some(987));
-        assert_eq!(sent_at(r#"{"type":"info","message":"u1x joined lobby"}"#), None);
-        assert_eq!(sent_at(r#"{"type":"message","data":"sync"}"#), None);
+        let ours = br#"{"type":"message","username":"u0x","message":"t=1234;xx","room":"lobby"}"#;
+        let node = br#"{"type":"message","data":"t=987;xx"}"#;
+        assert_eq!(sent_at_bytes(ours), Some(1234));
+        assert_eq!(sent_at_bytes(node), Some(987));
+        assert_eq!(sent_at_bytes(br#"{"type":"info","message":"u1x joined lobby"}"#), None);
+        assert_eq!(sent_at_bytes(br#"{"type":"message","data":"sync"}"#), None);
     }
 }

@@ -92,8 +92,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return runtime.block_on(serve(target, args.read_buffer));
     }
     println!(
-        "bench ws-c10k: idle WebSocket clients, server in its own process (read buffer {} bytes)",
-        args.read_buffer.unwrap_or(websocket_chat::conn::READ_BUFFER_BYTES)
+        "bench ws-c10k: idle WebSocket clients, server in its own process (read buffer {} \
+         bytes); load average {} at the start",
+        args.read_buffer.unwrap_or(websocket_chat::conn::READ_BUFFER_BYTES),
+        crate::chat::load_average()
     );
     println!(
         "{:<5} {:>6} {:>9} {:>9} {:>8} {:>8} {:>10} {:>10} {:>10}",
