@@ -36,8 +36,18 @@ pub fn parse_status(text: &str) -> Option<ProcStatus> {
     Some(ProcStatus { rss_kib: field("VmRSS:")?, threads: field("Threads:")? })
 }
 
+/// Only Linux has `/proc`: elsewhere this says so, where reading `path`
+/// would only say "No such file or directory".
+pub fn needs_linux(path: &str) -> io::Result<()> {
+    if cfg!(target_os = "linux") {
+        return Ok(());
+    }
+    Err(io::Error::new(io::ErrorKind::Unsupported, format!("needs Linux: reads {path}")))
+}
+
 /// Reads threads and resident memory of process `pid` (Linux only).
 pub fn proc_status(pid: u32) -> io::Result<ProcStatus> {
+    needs_linux("/proc/<pid>/status")?;
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     parse_status(&text)
         .ok_or_else(|| io::Error::other(format!("no VmRSS/Threads in /proc/{pid}/status")))
@@ -49,6 +59,7 @@ pub fn proc_status(pid: u32) -> io::Result<ProcStatus> {
 /// CPU away) over `/proc/<pid>/task/*/status`. Threads that already ended
 /// are not counted, so read it while the connections are open.
 pub fn context_switches(pid: u32) -> io::Result<u64> {
+    needs_linux("/proc/<pid>/task/*/status")?;
     let mut total = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         // A thread may end between the listing and the read: skip it.
