@@ -106,6 +106,7 @@ pub fn parse_status_kib(status: &str, name: &str) -> Option<u64> {
 
 /// Reads both files for `pid`.
 pub fn read_usage(pid: u32) -> std::io::Result<Usage> {
+    crate::measure::needs_linux("/proc/<pid>/stat and /proc/<pid>/status")?;
     let bad = |what: &str| std::io::Error::other(format!("cannot read {what} of process {pid}"));
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
