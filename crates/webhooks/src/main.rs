@@ -40,6 +40,12 @@ enum Command {
         /// Test timings: 2 s timeout, retries after at most 20 ms .. 200 ms.
         #[arg(long)]
         quick: bool,
+        /// Attempts per delivery before it is given up on.
+        #[arg(long, default_value_t = webhooks::sender::MAX_ATTEMPTS)]
+        max_attempts: u32,
+        /// Failures in a row before an endpoint is disabled.
+        #[arg(long, default_value_t = webhooks::sender::DISABLE_AFTER)]
+        disable_after: u32,
     },
     /// Run a receiver until Ctrl-C.
     Receiver {
@@ -92,7 +98,10 @@ async fn main() -> anyhow::Result<()> {
     harness::init_logging_at("warn");
     match Cli::parse().command {
         None => demo().await,
-        Some(Command::Serve { addr, db, quick }) => run_sender(addr, db, quick).await,
+        Some(Command::Serve { addr, db, quick, max_attempts, disable_after }) => {
+            let base = if quick { SenderConfig::quick() } else { SenderConfig::default() };
+            run_sender(addr, db, SenderConfig { max_attempts, disable_after, ..base }).await
+        }
         Some(Command::Receiver { addr, db, secret, flaky }) => {
             run_receiver(addr, db, secret, flaky).await
         }
@@ -100,10 +109,9 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn run_sender(addr: SocketAddr, db: PathBuf, quick: bool) -> anyhow::Result<()> {
+async fn run_sender(addr: SocketAddr, db: PathBuf, config: SenderConfig) -> anyhow::Result<()> {
     let outbox =
         webhooks::Outbox::open(&db).with_context(|| format!("opening {}", db.display()))?;
-    let config = if quick { SenderConfig::quick() } else { SenderConfig::default() };
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     // One line on stdout, flushed: tests that start this binary read it to

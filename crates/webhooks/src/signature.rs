@@ -213,7 +213,15 @@ mod tests {
 
     fn check(secret: &Secret, sig: &str, body: &[u8], now: u64) -> Result<(), Rejection> {
         let ts = SPEC_TIMESTAMP.to_string();
-        verify(&[secret.clone()], Some(SPEC_ID), Some(&ts), Some(sig), body, now, TOLERANCE)
+        verify(
+            std::slice::from_ref(secret),
+            Some(SPEC_ID),
+            Some(&ts),
+            Some(sig),
+            body,
+            now,
+            TOLERANCE,
+        )
     }
 
     #[test]
