@@ -94,24 +94,19 @@ impl H2 {
     /// Sends GET `path` and reads the whole answer, handing window back as
     /// it reads (that is what sends WINDOW_UPDATE), at most `max_body` bytes.
     pub async fn get(&self, path: &str, max_body: usize) -> anyhow::Result<Answer> {
+        let response = self.send_get(path).await?;
+        read_answer(response, max_body).await
+    }
+
+    /// Queues GET `path` and returns at once with the response to come.
+    /// Queue many before awaiting any and h2 writes their HEADERS frames in
+    /// one go, as a browser does; awaiting each in turn (or sending from many
+    /// tasks) can cost one small TCP segment per request, and past the
+    /// initial congestion window of 10 segments that costs a round trip.
+    pub async fn send_get(&self, path: &str) -> anyhow::Result<h2::client::ResponseFuture> {
         let mut send = self.send.clone().ready().await?;
         let (response, _) = send.send_request(self.request(path), true)?;
-        let stream = response.stream_id().as_u32();
-        let response = response.await?;
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut out = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk?;
-            // Tell h2 we consumed these bytes: it sends WINDOW_UPDATE once
-            // enough window has been handed back.
-            let _ = body.flow_control().release_capacity(chunk.len());
-            if out.len() + chunk.len() > max_body {
-                anyhow::bail!("body of {path} larger than {max_body} bytes");
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(Answer { status, body: out.into(), stream })
+        Ok(response)
     }
 
     /// Sends a PING and waits for its ACK: one round trip, measured.
@@ -131,6 +126,30 @@ impl H2 {
         body.send_reset(h2::Reason::CANCEL);
         Ok(id)
     }
+}
+
+/// Waits for the response and reads its whole body, at most `max_body`
+/// bytes, handing window back as it reads (that is what sends WINDOW_UPDATE).
+pub async fn read_answer(
+    response: h2::client::ResponseFuture,
+    max_body: usize,
+) -> anyhow::Result<Answer> {
+    let stream = response.stream_id().as_u32();
+    let response = response.await?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        // Tell h2 we consumed these bytes: it sends WINDOW_UPDATE once
+        // enough window has been handed back.
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if out.len() + chunk.len() > max_body {
+            anyhow::bail!("body of stream {stream} larger than {max_body} bytes");
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Answer { status, body: out.into(), stream })
 }
 
 /// The `user-agent` both the HTTP/2 and the HTTP/1.1 clients send, so the

@@ -260,8 +260,12 @@ pub async fn handle(
     let method = req.method().clone();
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     if let Some(query) = target.strip_prefix("/large") {
+        // `?kb=N`, among any other parameters (a benchmark adds `&n=I` to
+        // make each URL its own); 1 MiB if absent or not a number.
         let kb = query
-            .strip_prefix("?kb=")
+            .trim_start_matches('?')
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("kb="))
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(1024)
             .min(limits::MAX_LARGE_KB);

@@ -125,3 +125,14 @@ async fn a_reader_that_never_reads_costs_the_server_its_window_and_no_more() {
     );
     drop(held);
 }
+
+#[tokio::test]
+async fn large_takes_its_size_among_other_parameters() {
+    let server = Server::start(Config::default()).await;
+    let h2 = server.h2().await;
+    for (path, len) in [("/large?kb=2", 2048), ("/large?kb=3&n=7", 3072), ("/large?n=7&kb=1", 1024)]
+    {
+        let a = harness::within(STEP, path, h2.get(path, 1 << 20)).await.expect("get");
+        assert_eq!(a.body.len(), len, "{path}");
+    }
+}
