@@ -11,6 +11,7 @@
 //! cargo run -p bench --release -- ws-c10k     # lessons 8 and 9: 1,000 to 10,000 idle WebSockets: memory, connects, a broadcast
 //! cargo run -p bench --release -- link        # lesson 12: netlab's forwarder against loopback (root)
 //! cargo run -p bench --release -- tls         # lesson 13: handshakes/s, bulk throughput, time to first byte
+//! cargo run -p bench --release -- http2       # lesson 14: a page with one slow request, streams vs connections, h2load
 //! ```
 //!
 //! Every report runs bounded loops against loopback only and stops by itself.
@@ -31,6 +32,7 @@ use threads_vs_epoll::Flavour;
 mod c10k;
 mod chat;
 mod echo;
+mod http2;
 mod keepalive;
 mod link;
 mod load;
@@ -109,6 +111,10 @@ enum Report {
     /// Lesson 13: TLS 1.3 handshakes per second (full, resumed) and bulk
     /// throughput against plain TCP, and time to first byte (`--link rtt=50ms`).
     Tls(tls::Args),
+    /// Lesson 14: a page of 100 requests with one slow one (HTTP/1.1
+    /// pipelined, on six connections, HTTP/2), requests/s at 1/10/100 in
+    /// flight, and h2load; `--link rtt=50ms,loss=1%` for the loss table.
+    Http2(http2::Args),
     /// Internal: run one of lesson 3's servers on 127.0.0.1:0 and print its
     /// address; the reports start this binary this way as a child process.
     #[command(hide = true)]
@@ -183,6 +189,7 @@ fn main() -> anyhow::Result<()> {
         Report::WsC10k(args) => return ws_c10k::run(args),
         Report::Link(args) => return link::run(args),
         Report::Tls(args) => return tls::run(args),
+        Report::Http2(args) => return http2::run(args),
         other => other,
     };
     if let Report::Server { flavour } = report {
@@ -225,7 +232,8 @@ fn main() -> anyhow::Result<()> {
             | Report::WsC10k(_)
             | Report::Siege(_)
             | Report::Link(_)
-            | Report::Tls(_) => Ok(()),
+            | Report::Tls(_)
+            | Report::Http2(_) => Ok(()),
         }
     })?;
     println!("load average (1, 5, 15 min) before: {before}; after: {}", load_average());
