@@ -71,19 +71,9 @@ async fn streams_past_max_concurrent_streams_are_refused() {
 #[tokio::test]
 async fn a_header_block_that_never_ends_is_cut_off() {
     let server = Server::start(Config::default()).await;
-    let mut raw = Raw::start(server.addr()).await;
-    // HEADERS without END_HEADERS, then CONTINUATION frames that never set
-    // it either: the server would have to buffer them all to decode them.
-    let mut flood = frames::encode(Kind::Headers, 0, 1, &[0x82]);
-    const FRAMES: usize = 1_000;
-    const EACH: usize = 1024;
-    let junk = vec![b'a'; EACH];
-    for _ in 0..FRAMES {
-        flood.extend(frames::encode(Kind::Continuation, 0, 1, &junk));
-    }
-    // The server may close while we are still writing; that is its answer.
-    let _ = raw.send(&flood).await;
-    let goaway = raw.until(|f| f.kind == Kind::GoAway).await.expect("a GOAWAY");
+    // 1,000 CONTINUATION frames of 1 KiB: the server would have to buffer
+    // them all to decode the block.
+    let goaway = common::continuation_flood(server.addr(), 1_000).await.expect("a GOAWAY");
     assert_eq!(goaway.error_code(), Some(code::ENHANCE_YOUR_CALM), "{goaway:?}");
     assert_eq!(Stats::get(&server.stats.requests), 0);
     server.still_answers().await;
@@ -92,27 +82,11 @@ async fn a_header_block_that_never_ends_is_cut_off() {
 #[tokio::test]
 async fn a_rapid_reset_flood_is_stopped_after_a_bounded_amount_of_work() {
     let server = Server::start(Config::default()).await;
-    let mut raw = Raw::start(server.addr()).await;
-    // CVE-2023-44487: open a stream and cancel it at once, as fast as the
-    // socket takes it. Each pair costs the client ~30 bytes and, without a
-    // limit, costs the server a task.
+    // Each pair costs the client ~30 bytes and, without a limit, costs the
+    // server a task.
     const PAIRS: u32 = 10_000;
-    const BATCH: u32 = 100;
-    let cancel = code::CANCEL.to_be_bytes();
-    let mut sent = 0;
-    'flood: for batch in 0..PAIRS / BATCH {
-        let mut bytes = Vec::new();
-        for i in 0..BATCH {
-            let stream = 1 + 2 * (batch * BATCH + i);
-            bytes.extend(get_frame(stream, "/resource/1"));
-            bytes.extend(frames::encode(Kind::RstStream, 0, stream, &cancel));
-        }
-        if raw.send(&bytes).await.is_err() {
-            break 'flood;
-        }
-        sent += BATCH;
-    }
-    let goaway = raw.until(|f| f.kind == Kind::GoAway).await.expect("a GOAWAY");
+    let (goaway, sent) = common::rapid_reset_flood(server.addr(), PAIRS).await;
+    let goaway = goaway.expect("a GOAWAY");
     assert_eq!(goaway.error_code(), Some(code::ENHANCE_YOUR_CALM), "{goaway:?}");
     let work = Stats::get(&server.stats.requests);
     assert!(work < u64::from(PAIRS) / 10, "{work} requests handled of {sent} sent");

@@ -154,3 +154,42 @@ pub fn get_frame(stream: u32, path: &str) -> Vec<u8> {
         &hpack_get(path),
     )
 }
+
+/// Rapid reset (CVE-2023-44487): `pairs` streams, each opened with HEADERS
+/// and cancelled at once with RST_STREAM, written 100 pairs at a time until
+/// the server stops taking them. Returns the GOAWAY that ended it (if any)
+/// and how many pairs went out.
+pub async fn rapid_reset_flood(addr: std::net::SocketAddr, pairs: u32) -> (Option<Frame>, u32) {
+    const BATCH: u32 = 100;
+    let mut raw = Raw::start(addr).await;
+    let cancel = frames::code::CANCEL.to_be_bytes();
+    let mut sent = 0;
+    for batch in 0..pairs / BATCH {
+        let mut bytes = Vec::new();
+        for i in 0..BATCH {
+            let stream = 1 + 2 * (batch * BATCH + i);
+            bytes.extend(get_frame(stream, "/resource/1"));
+            bytes.extend(frames::encode(Kind::RstStream, 0, stream, &cancel));
+        }
+        if raw.send(&bytes).await.is_err() {
+            break;
+        }
+        sent += BATCH;
+    }
+    (raw.until(|f| f.kind == Kind::GoAway).await, sent)
+}
+
+/// A header block that never ends: HEADERS without END_HEADERS, then
+/// `count` CONTINUATION frames of 1 KiB that never set it either. Returns
+/// the GOAWAY that ended it, if any.
+pub async fn continuation_flood(addr: std::net::SocketAddr, count: usize) -> Option<Frame> {
+    let mut raw = Raw::start(addr).await;
+    let mut flood = frames::encode(Kind::Headers, 0, 1, &[0x82]);
+    let junk = vec![b'a'; 1024];
+    for _ in 0..count {
+        flood.extend(frames::encode(Kind::Continuation, 0, 1, &junk));
+    }
+    // The server may close while we are still writing; that is its answer.
+    let _ = raw.send(&flood).await;
+    raw.until(|f| f.kind == Kind::GoAway).await
+}
