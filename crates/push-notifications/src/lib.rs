@@ -369,8 +369,9 @@ impl Push {
     /// Serves until `token` is cancelled, then closes every connection with
     /// 1001 and waits up to [`conn::SHUTDOWN_WAIT`] for them.
     pub async fn serve(self, listener: TcpListener, token: CancellationToken) -> io::Result<()> {
-        // The accept loop of lessons 5 to 10 (see chapter 10).
-        let config = http_serve::ServeConfig::default();
+        // The accept loop of lessons 5 to 10 (see chapter 10), with Nagle
+        // off as for every WebSocket lesson (`conn::serve_config`).
+        let config = conn::serve_config();
         http_serve::serve(listener, self.router(), token, config).await?;
         self.shared.conns.close_all().await;
         Ok(())

@@ -433,6 +433,18 @@ impl Drop for WriterGone {
     }
 }
 
+/// How every WebSocket lesson runs on the accept loop of lessons 5 to 10
+/// (`http_serve`, chapter 10): its defaults, with Nagle's algorithm off
+/// (`TCP_NODELAY`). A chat line or a notification is one small frame, often
+/// written right after another; with Nagle on, the kernel holds a small
+/// write back while an earlier one is unacknowledged, and the receiver may
+/// delay its ACK by up to 40 ms (chapter 11 caught a 19 ms stall this way).
+/// Node's `ws` turns Nagle off on every socket it upgrades, for the same
+/// reason. `serve --tls` adds lesson 13's TLS to it.
+pub fn serve_config() -> http_serve::ServeConfig {
+    http_serve::ServeConfig { nodelay: true, ..http_serve::ServeConfig::default() }
+}
+
 /// Serializes a message once, as a text frame. Cloning the frame for each
 /// recipient then costs a reference count, not a copy.
 pub fn json_frame(msg: &impl Serialize) -> Message {
@@ -889,6 +901,14 @@ mod tests {
     /// How large the future that `f` returns is, without calling it.
     fn future_size<A, R>(_: impl FnOnce(A) -> R) -> usize {
         std::mem::size_of::<R>()
+    }
+
+    #[test]
+    fn the_websocket_lessons_turn_nagle_off() {
+        // Small frames close together: with Nagle on, the second waits for
+        // the first one's ACK. Both lessons serve with this config.
+        assert!(serve_config().nodelay);
+        assert!(serve_config().tls.is_none(), "TLS is `serve --tls`'s to add");
     }
 
     #[test]

@@ -296,7 +296,7 @@ impl Chat {
     /// Serves until `token` is cancelled, then says goodbye (close 1001) to
     /// every open connection and waits up to [`conn::SHUTDOWN_WAIT`] for them.
     pub async fn serve(self, listener: TcpListener, token: CancellationToken) -> io::Result<()> {
-        self.serve_with(listener, token, http_serve::ServeConfig::default()).await
+        self.serve_with(listener, token, conn::serve_config()).await
     }
 
     /// [`Chat::serve`] with the accept loop's settings given: lesson 13's

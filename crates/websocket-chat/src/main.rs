@@ -96,7 +96,7 @@ async fn serve_tls(
     println!("CA certificate written to {}", ca_file.display());
     println!("try: curl --cacert {} https://localhost:{port}/", ca_file.display());
     let chat = Chat::new(Config { allowed_origins, ..Config::default() });
-    let config = http_serve::ServeConfig { tls: Some(tls), ..Default::default() };
+    let config = http_serve::ServeConfig { tls: Some(tls), ..websocket_chat::conn::serve_config() };
     chat.serve_with(listener, harness::ctrl_c_token(), config).await?;
     Ok(())
 }
