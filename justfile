@@ -102,3 +102,7 @@ tls *ARGS:
 # Lesson 14: HTTP/2 with hyper: streams, frames, HPACK, flow control, and the abuse it refuses.
 http2 *ARGS:
     cargo run -p http2 -- {{ARGS}}
+
+# Lesson 17: webhooks: signed, retried, kept in an outbox, applied once.
+webhooks *ARGS:
+    cargo run -p webhooks -- {{ARGS}}
