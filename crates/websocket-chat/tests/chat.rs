@@ -83,6 +83,22 @@ async fn usernames_are_validated_and_the_connection_survives() {
 }
 
 #[tokio::test]
+async fn a_name_is_free_again_once_its_holder_leaves() {
+    let (server, chat) = start(quick()).await;
+    let alice = join(server.addr(), "alice").await;
+    drop(alice);
+    eventually(Duration::from_secs(5), "alice's connection gone", || chat.stats().connections == 0)
+        .await;
+    // The set of names in use forgets "alice" with her connection, so the
+    // name (in any case) can be taken again.
+    let mut again = WsClient::connect(&url(server.addr())).await.expect("connect");
+    again.send_json(&json!({"type": "username", "data": "Alice"})).await.expect("send");
+    let ok = next_of_type(&mut again, "info").await;
+    assert_eq!(ok["message"], "Alice joined lobby");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn malformed_unknown_and_binary_messages_get_errors_not_disconnects() {
     let (server, _) = start(quick()).await;
     let mut c = join(server.addr(), "alice").await;
