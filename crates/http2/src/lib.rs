@@ -51,13 +51,14 @@ use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use frames::PREFACE;
 pub use limits::{Config, PLAIN_ADDR, Stats, TLS_ADDR};
 
 /// The ALPN name of HTTP/2 over TLS. HTTP/2 in clear text has none: the
@@ -123,9 +124,11 @@ pub enum Proto {
 
 /// One connection: pick the protocol, then let hyper speak it.
 ///
-/// On plain TCP the first three bytes decide: an HTTP/2 client opens with
-/// the preface `PRI * HTTP/2.0...`, and no HTTP/1.1 request starts with
-/// `PRI`. Over TLS, ALPN decided during the handshake.
+/// On plain TCP the first bytes decide: an HTTP/2 client opens with the
+/// preface `PRI * HTTP/2.0...`, and no HTTP/1.1 request starts with `PRI`.
+/// Over TLS, ALPN decided during the handshake. Either way an HTTP/2 client
+/// must send its whole preface within `hello_timeout`: h2 would wait for it
+/// for ever, and its PINGs start only after it.
 pub async fn connection(
     stream: TcpStream,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -134,49 +137,124 @@ pub async fn connection(
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(tls) = tls else {
-        let proto = match timeout(config.hello_timeout, sniff(&stream)).await {
-            Ok(p) => p?,
-            Err(_) => {
-                Stats::add(&stats.hello_timeouts, 1);
-                anyhow::bail!("said nothing within {:?}", config.hello_timeout);
-            }
-        };
-        return speak(proto, stream, config, stats, token).await;
+        let mut stream = stream;
+        let (proto, first) = hello(&mut stream, &config, &stats).await?;
+        return speak(proto, Rewind::new(first, stream), config, stats, token).await;
     };
     let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
     let Ok(tls_stream) = timeout(config.hello_timeout, accept).await else {
         Stats::add(&stats.hello_timeouts, 1);
         anyhow::bail!("no TLS handshake within {:?}", config.hello_timeout);
     };
-    let tls_stream = tls_stream?;
-    let proto = match tls_stream.get_ref().1.alpn_protocol() {
-        Some(ALPN_H2) => Proto::H2,
+    let mut tls_stream = tls_stream?;
+    let (proto, first) = match tls_stream.get_ref().1.alpn_protocol() {
+        // ALPN said h2, and the preface must still come in time. If what
+        // comes is not the preface, h2 refuses it.
+        Some(ALPN_H2) => (Proto::H2, hello(&mut tls_stream, &config, &stats).await?.1),
         // `http/1.1`, or a client that offered no ALPN at all (openssl
-        // s_client without -alpn): HTTP/1.1 is the safe guess.
-        _ => Proto::H1,
+        // s_client without -alpn): HTTP/1.1 is the safe guess, and hyper's
+        // header timeout bounds its first request.
+        _ => (Proto::H1, Vec::new()),
     };
-    speak(proto, tls_stream, config, stats, token).await
+    speak(proto, Rewind::new(first, tls_stream), config, stats, token).await
 }
 
-/// Waits until the first bytes say which protocol this is, without
-/// consuming them (hyper must read them too).
-async fn sniff(stream: &TcpStream) -> io::Result<Proto> {
-    const PRI: &[u8] = b"PRI";
-    let mut first = [0u8; 3];
-    loop {
-        let n = stream.peek(&mut first).await?;
-        if n == 0 {
+/// [`sniff`] within `hello_timeout`, counted in `hello_timeouts` if not.
+async fn hello<I: AsyncRead + Unpin>(
+    io: &mut I,
+    config: &Config,
+    stats: &Stats,
+) -> anyhow::Result<(Proto, Vec<u8>)> {
+    match timeout(config.hello_timeout, sniff(io)).await {
+        Ok(sniffed) => Ok(sniffed?),
+        Err(_) => {
+            Stats::add(&stats.hello_timeouts, 1);
+            anyhow::bail!("no whole preface or request within {:?}", config.hello_timeout)
+        }
+    }
+}
+
+/// Reads the first bytes until they say which protocol this is: the whole
+/// 24-byte preface (HTTP/2), or the first byte that differs from it. The
+/// bytes read are returned, for [`Rewind`] to give back to hyper.
+async fn sniff<I: AsyncRead + Unpin>(io: &mut I) -> io::Result<(Proto, Vec<u8>)> {
+    const PRI: usize = 3;
+    let mut first = [0u8; PREFACE.len()];
+    let mut n = 0;
+    while n < PREFACE.len() {
+        let got = io.read(&mut first[n..]).await?;
+        if got == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        if first[..n] != PRI[..n] {
-            return Ok(Proto::H1);
+        n += got;
+        if first[..n] != PREFACE[..n] {
+            // Not `PRI`: HTTP/1.1. `PRI` and then something else: a broken
+            // HTTP/2 client, which h2 refuses with its own error.
+            let k = n.min(PRI);
+            let proto = if first[..k] == PREFACE[..k] { Proto::H2 } else { Proto::H1 };
+            return Ok((proto, first[..n].to_vec()));
         }
-        if n == PRI.len() {
-            return Ok(Proto::H2);
+    }
+    Ok((Proto::H2, first.to_vec()))
+}
+
+/// A connection with the bytes [`sniff`] already read put back in front, so
+/// hyper reads the stream from its first byte.
+#[derive(Debug)]
+struct Rewind<I> {
+    first: Bytes,
+    io: I,
+}
+
+impl<I> Rewind<I> {
+    fn new(first: Vec<u8>, io: I) -> Self {
+        Self { first: first.into(), io }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.first.is_empty() && buf.remaining() > 0 {
+            let n = this.first.len().min(buf.remaining());
+            buf.put_slice(&this.first.split_to(n));
+            return Poll::Ready(Ok(()));
         }
-        // "P" or "PR" so far: peek would return at once with the same bytes,
-        // so wait a little for the rest (bounded by the hello timeout).
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

@@ -59,8 +59,10 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// See [`PING_INTERVAL`].
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a client has to send its connection preface (or its HTTP/1.1
-/// request head) after connecting, and for the TLS handshake.
+/// How long a client has for the TLS handshake, and then to send its whole
+/// 24-byte connection preface (or the first byte of an HTTP/1.1 request; hyper's
+/// header timeout, the same value, bounds the rest of that head). Past the
+/// preface, the PINGs below take over; before it, nothing else would.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once; past it a new one is closed at once.
