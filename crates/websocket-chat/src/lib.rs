@@ -101,14 +101,7 @@ async fn connection(chat: Chat, mut conn: Connection) {
 
     // Forget the client first, so nobody queues more for it (its outbox goes
     // with it, which lets the writer finish), then tell the room.
-    let gone = {
-        let mut hub = chat.hub();
-        let gone = hub.members.remove(&id).and_then(|m| Some((m.name?, m.room)));
-        if let Some((name, _)) = &gone {
-            hub.names.remove(&name.to_ascii_lowercase());
-        }
-        gone
-    };
+    let gone = chat.hub().remove(id);
     if let Some((name, room)) = gone {
         announce(&chat, &room, format!("{name} left {room}"), None);
     }
@@ -402,6 +395,17 @@ struct Hub {
     members: HashMap<u64, Member>,
     /// The names in use, ASCII-lowercased: "Ann" and "ann" are one name.
     names: HashSet<String>,
+}
+
+impl Hub {
+    /// Forgets connection `id` and frees its name; returns the name and
+    /// room it had, if it had chosen a name.
+    fn remove(&mut self, id: u64) -> Option<(String, String)> {
+        let member = self.members.remove(&id)?;
+        let name = member.name?;
+        self.names.remove(&name.to_ascii_lowercase());
+        Some((name, member.room))
+    }
 }
 
 /// Counters the tests, the demo and the benchmark read.
