@@ -103,6 +103,10 @@ tls *ARGS:
 http2 *ARGS:
     cargo run -p http2 -- {{ARGS}}
 
+# Lesson 15: HTTP/3 with quinn and h3: the QUIC handshake counted, streams, migration, abuse bounded.
+http3 *ARGS:
+    cargo run -p http3 -- {{ARGS}}
+
 # Lesson 17: webhooks: signed, retried, kept in an outbox, applied once.
 webhooks *ARGS:
     cargo run -p webhooks -- {{ARGS}}
