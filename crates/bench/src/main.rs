@@ -12,6 +12,7 @@
 //! cargo run -p bench --release -- link        # lesson 12: netlab's forwarder against loopback (root)
 //! cargo run -p bench --release -- tls         # lesson 13: handshakes/s, bulk throughput, time to first byte
 //! cargo run -p bench --release -- http2       # lesson 14: a page with one slow request, streams vs connections, h2load
+//! cargo run -p bench --release -- webhooks    # lesson 17: deliveries/s to 1 and 10 endpoints, the drain after an outage
 //! ```
 //!
 //! Every report runs bounded loops against loopback only and stops by itself.
@@ -43,6 +44,7 @@ mod stats;
 mod tls;
 mod todo;
 mod transports;
+mod webhooks;
 mod ws_c10k;
 
 #[derive(Parser)]
@@ -115,6 +117,9 @@ enum Report {
     /// pipelined, on six connections, HTTP/2), requests/s at 1/10/100 in
     /// flight, and h2load; `--link rtt=50ms,loss=1%` for the loss table.
     Http2(http2::Args),
+    /// Lesson 17: deliveries per second to 1 and 10 endpoints, and how long
+    /// the outbox takes to drain after a receiver outage.
+    Webhooks(webhooks::Args),
     /// Internal: run one of lesson 3's servers on 127.0.0.1:0 and print its
     /// address; the reports start this binary this way as a child process.
     #[command(hide = true)]
@@ -190,6 +195,7 @@ fn main() -> anyhow::Result<()> {
         Report::Link(args) => return link::run(args),
         Report::Tls(args) => return tls::run(args),
         Report::Http2(args) => return http2::run(args),
+        Report::Webhooks(args) => return webhooks::run(args),
         other => other,
     };
     if let Report::Server { flavour } = report {
@@ -233,7 +239,8 @@ fn main() -> anyhow::Result<()> {
             | Report::Siege(_)
             | Report::Link(_)
             | Report::Tls(_)
-            | Report::Http2(_) => Ok(()),
+            | Report::Http2(_)
+            | Report::Webhooks(_) => Ok(()),
         }
     })?;
     println!("load average (1, 5, 15 min) before: {before}; after: {}", load_average());
