@@ -264,7 +264,7 @@ async fn fetch_page(addr: SocketAddr, mode: Page, paths: &[String]) -> Result<Ve
     Ok(done)
 }
 
-async fn connect(addr: SocketAddr) -> Result<H2> {
+pub(crate) async fn connect(addr: SocketAddr) -> Result<H2> {
     client::connect(addr, WINDOWS).await
 }
 

@@ -12,6 +12,7 @@
 //! cargo run -p bench --release -- link        # lesson 12: netlab's forwarder against loopback (root)
 //! cargo run -p bench --release -- tls         # lesson 13: handshakes/s, bulk throughput, time to first byte
 //! cargo run -p bench --release -- http2       # lesson 14: a page with one slow request, streams vs connections, h2load
+//! cargo run -p bench --release -- http3       # lesson 15: HTTP/3 against HTTP/2, requests/s at 1/10/100 streams
 //! cargo run -p bench --release -- webhooks    # lesson 17: deliveries/s to 1 and 10 endpoints, the drain after an outage
 //! ```
 //!
@@ -34,6 +35,7 @@ mod c10k;
 mod chat;
 mod echo;
 mod http2;
+mod http3;
 mod keepalive;
 mod link;
 mod load;
@@ -117,6 +119,9 @@ enum Report {
     /// pipelined, on six connections, HTTP/2), requests/s at 1/10/100 in
     /// flight, and h2load; `--link rtt=50ms,loss=1%` for the loss table.
     Http2(http2::Args),
+    /// Lesson 15: requests/s and p99 at 1/10/100 streams, HTTP/3 on one
+    /// QUIC connection against HTTP/2 on one TCP connection (loopback).
+    Http3(http3::Args),
     /// Lesson 17: deliveries per second to 1 and 10 endpoints, and how long
     /// the outbox takes to drain after a receiver outage.
     Webhooks(webhooks::Args),
@@ -195,6 +200,7 @@ fn main() -> anyhow::Result<()> {
         Report::Link(args) => return link::run(args),
         Report::Tls(args) => return tls::run(args),
         Report::Http2(args) => return http2::run(args),
+        Report::Http3(args) => return http3::run(args),
         Report::Webhooks(args) => return webhooks::run(args),
         other => other,
     };
@@ -240,6 +246,7 @@ fn main() -> anyhow::Result<()> {
             | Report::Link(_)
             | Report::Tls(_)
             | Report::Http2(_)
+            | Report::Http3(_)
             | Report::Webhooks(_) => Ok(()),
         }
     })?;
