@@ -200,6 +200,12 @@ fn move_to(chat: &Chat, id: u64, name: &str, from: &str, to: &str) {
 /// name or move took. A notice costs one delivery per member, so announcing
 /// every join makes filling a room of N cost N²/2 deliveries; see the limit.
 fn announce(chat: &Chat, room: &str, message: String, joiner: Option<u64>) {
+    // With a relay (lesson 16) the room's members may be on any process:
+    // the notice goes to all of them, as a message does; the room-size
+    // rule below counts only this process's members, so it stays local.
+    if let Some(relay) = &chat.shared.relay {
+        return relay.relay(room, &ServerMsg::Info { message });
+    }
     let frame = ServerMsg::Info { message }.to_frame();
     let mut hub = chat.hub();
     // A leave is counted as the room was, the leaver in it, so the same
@@ -225,17 +231,28 @@ fn reply(chat: &Chat, id: u64, msg: ServerMsg) {
     }
 }
 
-/// Sends `msg` to every named member of `room`: serialized once, and each
-/// member's queue gets a clone of the frame (a reference count, not a copy)
-/// through [`Outbox::deliver`], where a full queue closes that member with
-/// 1008 instead of holding up the room.
+/// Sends `msg` to every named member of `room`: through the [`Relay`] if
+/// there is one, else here and now ([`Chat::deliver`]).
 fn broadcast(chat: &Chat, room: &str, msg: &ServerMsg) {
-    let frame = msg.to_frame();
-    for member in chat.hub().members.values_mut() {
-        if member.name.is_some() && member.room == room {
-            member.outbox.deliver(frame.clone());
+    match &chat.shared.relay {
+        Some(relay) => relay.relay(room, msg),
+        None => {
+            chat.deliver(room, msg);
         }
     }
+}
+
+/// Where a room's messages go when the chat runs on several processes
+/// (lesson 16): instead of this process's members, to every process that
+/// has members in the room, which each hand it to their own
+/// [`Chat::deliver`]. Without one, a message goes straight to
+/// [`Chat::deliver`] here.
+pub trait Relay: Send + Sync + std::fmt::Debug {
+    /// Carries `msg` for `room` to every process, this one included. Called
+    /// with the hub's lock not held, from the sender's connection task: it
+    /// must not wait (queue the message and return), or one slow backplane
+    /// would hold up the client that spoke.
+    fn relay(&self, room: &str, msg: &ServerMsg);
 }
 
 fn error(message: impl Into<String>) -> ServerMsg {
@@ -272,17 +289,57 @@ struct Shared {
     /// Messages refused because their sender was over its send rate.
     rate_limited: AtomicU64,
     config: Config,
+    /// Lesson 16's backplane, if this process is one of several.
+    relay: Option<Arc<dyn Relay>>,
 }
 
 impl Chat {
     /// A server with the given limits. Panics on a configuration that could
     /// not work: a send rate or burst of 0, an origin that is not one.
     pub fn new(config: Config) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A server whose rooms reach further than this process: every message
+    /// and join notice goes to `relay`, and arrives back (from this process
+    /// or another) through [`Chat::deliver`]. Lesson 16 passes Redis.
+    pub fn with_relay(config: Config, relay: Arc<dyn Relay>) -> Self {
+        Self::build(config, Some(relay))
+    }
+
+    fn build(config: Config, relay: Option<Arc<dyn Relay>>) -> Self {
         // Built once here so a bad rate fails now, not at the first connection.
         TokenBucket::new(config.send_rate, config.send_burst);
         let conns = Connections::new(config.connection, &config.allowed_origins);
         let hub = Mutex::new(Hub::default());
-        Self { shared: Arc::new(Shared { hub, conns, rate_limited: AtomicU64::new(0), config }) }
+        let rate_limited = AtomicU64::new(0);
+        Self { shared: Arc::new(Shared { hub, conns, rate_limited, config, relay }) }
+    }
+
+    /// Sends `msg` to every named member of `room` on this process and
+    /// returns how many it was queued for: serialized once, and each
+    /// member's queue gets a clone of the frame (a reference count, not a
+    /// copy) through [`Outbox::deliver`], where a full queue closes that
+    /// member with 1008 instead of holding up the room. What a [`Relay`]
+    /// calls with what it carried.
+    pub fn deliver(&self, room: &str, msg: &ServerMsg) -> usize {
+        let frame = msg.to_frame();
+        let mut queued = 0;
+        for member in self.hub().members.values_mut() {
+            if member.name.is_some() && member.room == room {
+                queued += usize::from(member.outbox.deliver(frame.clone()));
+            }
+        }
+        queued
+    }
+
+    /// The names chosen on this process, sorted: what lesson 16 publishes
+    /// as this process's share of who is online.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.hub().members.values().filter_map(|m| m.name.clone()).collect();
+        names.sort();
+        names
     }
 
     /// The routes: the page at `/`, and the WebSocket at `/ws` (and at `/`

@@ -680,3 +680,39 @@ async fn joins_past_the_announce_limit_reach_only_the_newcomer() {
     assert_eq!(next["message"], "after carol");
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// Lesson 16's hook: two chat servers whose rooms are joined by a
+/// [`Relay`] (here a list in memory; there, Redis). A message said on one
+/// reaches the room's members on the other, and join notices cross too.
+#[tokio::test]
+async fn a_relay_carries_a_room_to_another_server() {
+    use std::sync::{Arc, OnceLock};
+    use websocket_chat::{Relay, ServerMsg};
+
+    #[derive(Debug, Default)]
+    struct Both(OnceLock<[Chat; 2]>);
+    impl Relay for Both {
+        fn relay(&self, room: &str, msg: &ServerMsg) {
+            for chat in self.0.get().expect("both servers made") {
+                chat.deliver(room, msg);
+            }
+        }
+    }
+    let both = Arc::new(Both::default());
+    let a = Chat::with_relay(quick(), both.clone());
+    let b = Chat::with_relay(quick(), both.clone());
+    both.0.set([a.clone(), b.clone()]).expect("set once");
+    let (server_a, _) = common::ws::start(a, Chat::serve).await;
+    let (server_b, b) = common::ws::start(b, Chat::serve).await;
+
+    let mut alice = join(server_a.addr(), "alice").await;
+    let mut bob = join(server_b.addr(), "bob").await;
+    let notice = next_of_type(&mut alice, "info").await;
+    assert_eq!(notice["message"], "bob joined lobby", "a join on B is announced on A");
+    say(&mut alice, "across").await;
+    let m = next_of_type(&mut bob, "message").await;
+    assert_eq!((m["username"].as_str(), m["message"].as_str()), (Some("alice"), Some("across")));
+    assert_eq!(b.names(), vec!["bob".to_owned()], "names() lists this server's names only");
+    server_a.shutdown().await.expect("clean shutdown");
+    server_b.shutdown().await.expect("clean shutdown");
+}
