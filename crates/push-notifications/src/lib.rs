@@ -72,7 +72,8 @@ pub use websocket_chat::close_code;
 /// [`Outbox`], from [`Push::publish`].
 async fn connection(push: Push, mut conn: Connection) {
     let id = conn.id();
-    let subscriber = Subscriber { outbox: conn.outbox(), events: HashSet::new() };
+    let subscriber =
+        Subscriber { outbox: conn.outbox(), events: HashSet::new(), ahead: HashMap::new() };
     push.hub().subscribers.insert(id, subscriber);
     while let Some(data) = conn.next().await {
         let Data::Text(text) = data else {
@@ -111,18 +112,52 @@ impl Push {
     /// every subscriber of `event`. Never waits for a client.
     pub fn publish(&self, event: &str, payload: Value) -> Published {
         let mut hub = self.hub();
-        hub.last_id += 1;
-        let id = hub.last_id;
+        let id = hub.last_id + 1;
+        Self::insert(&mut hub, self.shared.config.history_len, id, event, payload)
+    }
+
+    /// Takes a notification whose id was given elsewhere (lesson 16: by a
+    /// Redis Stream that every process reads), remembers it and queues it
+    /// for this process's subscribers of `event`, as [`Push::publish`]
+    /// does. Ids must grow: one at or below the newest already taken is a
+    /// repeat and is ignored (`None`). One that skips ids (this process
+    /// started late, or the stream was trimmed) marks what it skipped as
+    /// forgotten, so a client resuming from before it is told (a `gap`).
+    pub fn publish_with_id(&self, id: u64, event: &str, payload: Value) -> Option<Published> {
+        let mut hub = self.hub();
+        if id <= hub.last_id {
+            return None;
+        }
+        if id > hub.last_id + 1 {
+            hub.forgotten_up_to = id - 1;
+        }
+        Some(Self::insert(&mut hub, self.shared.config.history_len, id, event, payload))
+    }
+
+    fn insert(
+        hub: &mut Hub,
+        history_len: usize,
+        id: u64,
+        event: &str,
+        payload: Value,
+    ) -> Published {
+        hub.last_id = id;
         let frame = ServerMsg::Notification { id, event: event.to_owned(), payload }.to_frame();
         let mut delivered = 0;
         let Hub { subscribers, topics, .. } = &mut *hub;
         for sub_id in topics.get(event).into_iter().flatten() {
             if let Some(sub) = subscribers.get_mut(sub_id) {
+                // A client that resumed from an id this process had not
+                // reached yet (it came from a process further ahead) has
+                // seen this one already.
+                if sub.ahead.get(event).is_some_and(|&seen| id <= seen) {
+                    continue;
+                }
                 delivered += usize::from(sub.outbox.deliver(frame.clone()));
             }
         }
         hub.history.push_back(Stored { id, event: event.to_owned(), frame });
-        while hub.history.len() > self.shared.config.history_len {
+        while hub.history.len() > history_len {
             if let Some(old) = hub.history.pop_front() {
                 hub.forgotten_up_to = old.id;
             }
@@ -142,6 +177,17 @@ impl Push {
             let message = format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection");
             sub.outbox.deliver(error(message).to_frame());
             return;
+        }
+        // Resuming from beyond our newest id: only possible when ids come
+        // from elsewhere (lesson 16) and this process is behind. Remember
+        // where the client is, so what we catch up on is not sent twice.
+        match (msg.action, msg.since) {
+            (Action::Subscribe, Some(since)) if since > *last_id => {
+                sub.ahead.insert(msg.event.clone(), since);
+            }
+            _ => {
+                sub.ahead.remove(&msg.event);
+            }
         }
         match msg.action {
             Action::Subscribe => {
@@ -216,11 +262,41 @@ async fn notify(State(push): State<Push>, headers: HeaderMap, body: Bytes) -> Re
         Ok(origin) => origin,
         Err(why) => return json_error(StatusCode::FORBIDDEN, why),
     };
-    let answer = publish_checked(&push, &headers, &body);
+    let answer = match checked(&push, &headers, &body) {
+        Err(refused) => *refused,
+        Ok(publish) => match &push.shared.publisher {
+            None => Json(push.publish(&publish.event, publish.payload)).into_response(),
+            // Lesson 16: the id comes from elsewhere, and so does delivery.
+            Some(publisher) => match publisher.publish(publish.event, publish.payload).await {
+                Ok(id) => Json(Published { id, delivered: 0 }).into_response(),
+                Err(why) => {
+                    let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, why);
+                    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+                    resp
+                }
+            },
+        },
+    };
     with_cors(answer, origin.as_deref())
 }
 
-fn publish_checked(push: &Push, headers: &HeaderMap, body: &[u8]) -> Response {
+/// Where `POST /notify` publishes when the push service runs on several
+/// processes (lesson 16): something all of them share gives the id, and
+/// every process learns of the notification from there and hands it to
+/// its own subscribers with [`Push::publish_with_id`].
+pub trait Publisher: Send + Sync + std::fmt::Debug {
+    /// Publishes, and returns the id given, or why it could not (the
+    /// publisher is told 503, try again).
+    fn publish(
+        &self,
+        event: String,
+        payload: Value,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>>;
+}
+
+/// The checks of `POST /notify` (content type, rate, shape), and what to
+/// publish if they pass; else the refusal (boxed: a `Response` is large).
+fn checked(push: &Push, headers: &HeaderMap, body: &[u8]) -> Result<Publish, Box<Response>> {
     // Only JSON. A plain HTML form on any site can POST here without the
     // browser asking first, but only as text/plain, urlencoded or multipart:
     // insisting on application/json shuts that door. (A page that sets
@@ -228,7 +304,7 @@ fn publish_checked(push: &Push, headers: &HeaderMap, body: &[u8]) -> Response {
     if !is_json(headers) {
         let msg = "POST /notify takes Content-Type: application/json \
                    (with curl: -H 'Content-Type: application/json')";
-        return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg.into());
+        return Err(Box::new(json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg.into())));
     }
     // The rate, for the whole server: a publish is fanned out to every
     // subscriber, so this is what keeps a burst of them from filling the
@@ -242,19 +318,19 @@ fn publish_checked(push: &Push, headers: &HeaderMap, body: &[u8]) -> Response {
         // Whole seconds, rounded up: `Retry-After: 0` would invite a spin.
         let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
         resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return resp;
+        return Err(Box::new(resp));
     }
     let publish: Publish = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => {
             let msg = format!("expected {{\"event\":NAME,\"payload\":JSON}}: {e}");
-            return json_error(StatusCode::BAD_REQUEST, msg);
+            return Err(Box::new(json_error(StatusCode::BAD_REQUEST, msg)));
         }
     };
     if let Err(e) = validate_event(&publish.event) {
-        return json_error(StatusCode::BAD_REQUEST, e);
+        return Err(Box::new(json_error(StatusCode::BAD_REQUEST, e)));
     }
-    Json(push.publish(&publish.event, publish.payload)).into_response()
+    Ok(publish)
 }
 
 /// `OPTIONS /notify`: the CORS preflight. A page on another origin that
@@ -329,6 +405,8 @@ struct Shared {
     /// The cap, the `Origin` check, the connection tasks and their counters.
     conns: Connections,
     config: Config,
+    /// Lesson 16's shared publisher, if this process is one of several.
+    publisher: Option<Arc<dyn Publisher>>,
 }
 
 impl Push {
@@ -336,6 +414,17 @@ impl Push {
     /// full replay, on a publish rate or burst of 0, or on an allowed origin
     /// that is not one (configuration bugs, not runtime conditions).
     pub fn new(config: Config) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A server whose `POST /notify` publishes through `publisher` (lesson
+    /// 16: a Redis Stream) instead of here; notifications reach this
+    /// process's subscribers through [`Push::publish_with_id`].
+    pub fn with_publisher(config: Config, publisher: Arc<dyn Publisher>) -> Self {
+        Self::build(config, Some(publisher))
+    }
+
+    fn build(config: Config, publisher: Option<Arc<dyn Publisher>>) -> Self {
         assert!(
             config.connection.queue_capacity > config.history_len,
             "queue_capacity must exceed history_len, or a replay alone would overflow the queue"
@@ -347,6 +436,7 @@ impl Push {
             publishes_refused: AtomicU64::new(0),
             conns: Connections::new(config.connection, &config.allowed_origins),
             config,
+            publisher,
         };
         Self { shared: Arc::new(shared) }
     }
@@ -489,6 +579,9 @@ struct Subscriber {
     outbox: Outbox,
     /// The events it is subscribed to, so the cleanup finds them all.
     events: HashSet<String>,
+    /// Per event, an id it resumed from that this process had not reached
+    /// (see [`Push::publish_with_id`]): nothing up to it is sent again.
+    ahead: HashMap<String, u64>,
 }
 
 /// One remembered notification.

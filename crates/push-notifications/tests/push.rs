@@ -576,3 +576,70 @@ async fn cross_origin_publishing_is_allowed_only_for_allowed_origins() {
     assert_eq!(push.stats().last_id, 2, "the allowed and the own-page publishes only");
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// Lesson 16's hook: ids given elsewhere. Repeats are ignored, a skip is
+/// reported as a gap, and a client that resumes from an id this server has
+/// not reached yet is not sent what it already has when the server catches up.
+#[tokio::test]
+async fn ids_given_elsewhere_are_taken_in_order_once() {
+    let (server, push) = start(quick()).await;
+    assert!(push.publish_with_id(5, "e", json!("five")).is_some());
+    assert!(push.publish_with_id(5, "e", json!("again")).is_none(), "a repeat is ignored");
+    assert!(push.publish_with_id(4, "e", json!("older")).is_none(), "so is an older id");
+    // From before 5: the ids 1..4 never reached this server, and it says so.
+    let mut early = WsClient::connect(&url(server.addr())).await.expect("connect");
+    early.send_json(&json!({"event": "e", "since": 2})).await.expect("subscribe");
+    let gap = early.recv_json_where(WAIT, |v| v["type"] == "gap").await.expect("a gap");
+    assert_eq!((gap["since"].as_u64(), gap["oldest"].as_u64()), (Some(2), Some(5)));
+    // A client that saw up to 7 on a server further ahead.
+    let mut ahead = subscriber(server.addr(), &["e"], Some(7)).await;
+    for id in 6..=8 {
+        push.publish_with_id(id, "e", json!(id));
+    }
+    let n = next_notification(&mut ahead).await;
+    assert_eq!(n["id"], 8, "6 and 7 were seen elsewhere already: {n}");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// Lesson 16's other hook: `POST /notify` publishes through a
+/// [`Publisher`] and answers with the id it gave; a failing one is a 503.
+#[tokio::test]
+async fn notify_goes_through_a_publisher_when_there_is_one() {
+    use push_notifications::{Publisher, Push};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Debug, Default)]
+    struct Counter(AtomicU64);
+    impl Publisher for Counter {
+        fn publish(
+            &self,
+            event: String,
+            _payload: Value,
+        ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
+            Box::pin(async move {
+                if event == "down" {
+                    return Err("the backplane is down".to_owned());
+                }
+                Ok(100 + self.0.fetch_add(1, Ordering::Relaxed))
+            })
+        }
+    }
+    let push = Push::with_publisher(quick(), Arc::new(Counter::default()));
+    let (server, push) = common::ws::start(push, Push::serve).await;
+    let resp = notify(server.addr(), "e", json!(1)).await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let body: Value = serde_json::from_slice(&resp.body).expect("json");
+    assert_eq!(body["id"], 100);
+    assert_eq!(push.stats().last_id, 0, "published elsewhere, not here");
+    let down = notify(server.addr(), "down", json!(1)).await;
+    assert_eq!(down.status, 503);
+    assert!(
+        String::from_utf8_lossy(&down.body).contains("backplane is down"),
+        "{}",
+        String::from_utf8_lossy(&down.body)
+    );
+    server.shutdown().await.expect("clean shutdown");
+}
