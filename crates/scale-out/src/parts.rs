@@ -199,21 +199,34 @@ impl Redis {
         &mut self.part
     }
 
-    /// Stops Redis the way an operator restarts it (`SHUTDOWN SAVE`: the
-    /// data goes to `dump.rdb` first) and starts it again on the same port
-    /// and folder, where it loads the data back. Every client's connection
-    /// breaks meanwhile. Returns how long Redis was away.
-    pub fn restart(&mut self) -> anyhow::Result<Duration> {
-        let down = Instant::now();
+    /// Stops Redis the way an operator does before a restart (`SHUTDOWN
+    /// SAVE`: the data goes to `dump.rdb` in its folder first). Every
+    /// client's connection breaks.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
         // SHUTDOWN answers nothing when it works: the connection just ends.
         let mut conn = TcpStream::connect(("127.0.0.1", self.port))?;
         io::Write::write_all(&mut conn, b"SHUTDOWN SAVE\r\n")?;
         conn.set_read_timeout(Some(START_WAIT))?;
         let _ = conn.read(&mut [0; 64]);
         self.part.wait_or_kill(START_WAIT);
+        Ok(())
+    }
+
+    /// Starts it again on the same port and folder, where it loads what
+    /// [`Redis::stop`] saved.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
         let mut again = Self::start_on(&self.dir, self.port)?;
         // Swap the new process in; dropping the old (ended) one is a no-op.
         std::mem::swap(&mut self.part, &mut again.part);
+        Ok(())
+    }
+
+    /// [`Redis::stop`], then [`Redis::start_again`]; returns how long Redis
+    /// was away.
+    pub fn restart(&mut self) -> anyhow::Result<Duration> {
+        let down = Instant::now();
+        self.stop()?;
+        self.start_again()?;
         Ok(down.elapsed())
     }
 }
