@@ -70,9 +70,20 @@ async fn main() -> ExitCode {
                 eprintln!("{missing}");
                 return ExitCode::FAILURE;
             }
-            match other {
-                Some(Cmd::Serve { instances }) => serve(instances).await,
-                _ => demo().await,
+            // Dropping the future drops the cluster it started: every part
+            // is killed and reaped, whichever way we were asked to stop.
+            let stop = stop_token();
+            let run = async {
+                match other {
+                    Some(Cmd::Serve { instances }) => serve(instances, stop.clone()).await,
+                    _ => demo().await,
+                }
+            };
+            tokio::select! {
+                // `serve` ends by itself on the token, and that is success.
+                biased;
+                r = run => r,
+                () = stop.cancelled() => Err(anyhow::anyhow!("stopped; everything it started is stopped too")),
             }
         }
     };
@@ -116,8 +127,26 @@ async fn start(instances: usize, ports: Option<[u16; 3]>) -> anyhow::Result<Clus
     tokio::task::spawn_blocking(move || Cluster::start(&exe, instances, ports)).await?
 }
 
-async fn serve(instances: usize) -> anyhow::Result<()> {
+/// Cancelled by Ctrl-C and, on Unix, by SIGTERM (what `kill PID` and
+/// `timeout` send), so either way the parts are stopped.
+fn stop_token() -> CancellationToken {
     let token = harness::ctrl_c_token();
+    #[cfg(unix)]
+    {
+        let on_term = token.clone();
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::spawn(async move {
+                term.recv().await;
+                on_term.cancel();
+            });
+        }
+    }
+    token
+}
+
+async fn serve(instances: usize, token: CancellationToken) -> anyhow::Result<()> {
     let cluster = start(instances, Some(SERVE_PORTS)).await?;
     println!("redis      {} (redis-cli -p {} MONITOR)", cluster.redis.url(), cluster.redis.port());
     for i in &cluster.instances {
