@@ -107,6 +107,10 @@ http2 *ARGS:
 http3 *ARGS:
     cargo run -p http3 -- {{ARGS}}
 
+# Lesson 16: the chat and push on several processes, Redis between them, HAProxy in front.
+scale-out *ARGS:
+    cargo run -p scale-out -- {{ARGS}}
+
 # Lesson 17: webhooks: signed, retried, kept in an outbox, applied once.
 webhooks *ARGS:
     cargo run -p webhooks -- {{ARGS}}
