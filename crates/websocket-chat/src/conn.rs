@@ -185,8 +185,9 @@ impl Connection {
 
     /// The end of a connection, once the lesson has forgotten it (dropped
     /// every [`Outbox`] it handed out). With every sender gone the writer
-    /// drains the queue, sends the goodbye if there is one, and ends, within
-    /// `close_grace`. If we sent a close frame, the closing handshake ends
+    /// drains the queue and ends; if a goodbye was said, it goes first and
+    /// whatever is still queued is dropped (a client told to go gets no
+    /// more), all within `close_grace`. If we sent a close frame, the closing handshake ends
     /// when the peer's comes back (or the grace runs out); reading it is
     /// also what lets the TCP connection end cleanly on the peer's side.
     pub fn finish(self) -> impl Future<Output = ()> {
@@ -321,6 +322,10 @@ struct Queue {
 #[derive(Debug, Default)]
 struct Waiting {
     messages: VecDeque<Message>,
+    /// Messages the writer has taken and may still be writing: they count
+    /// against the capacity until it comes back for more, so a client that
+    /// stops reading is closed at `capacity` unread, not a batch later.
+    in_flight: usize,
     /// Live [`QueueSender`]s: the connection's own and every `Outbox`.
     senders: usize,
     /// The writer has ended: nothing pushed now would ever be written.
@@ -360,11 +365,15 @@ impl Queue {
         loop {
             {
                 let mut waiting = self.lock();
+                // The writer asks again only once the last batch is written.
+                waiting.in_flight = 0;
                 let queued = waiting.messages.len();
                 if queued > BATCH {
+                    waiting.in_flight = BATCH;
                     return Some(waiting.messages.drain(..BATCH).collect());
                 }
                 if queued > 0 {
+                    waiting.in_flight = queued;
                     return Some(std::mem::take(&mut waiting.messages));
                 }
                 if waiting.senders == 0 {
@@ -392,7 +401,7 @@ impl QueueSender {
         if waiting.writer_gone {
             return Pushed::WriterGone;
         }
-        if waiting.messages.len() >= self.0.capacity {
+        if waiting.messages.len() + waiting.in_flight >= self.0.capacity {
             return Pushed::Full;
         }
         waiting.messages.push_back(message);
@@ -931,6 +940,10 @@ mod tests {
         let taken = sender.0.take().await.expect("two messages");
         assert_eq!(taken.len(), 2);
         assert_eq!(sender.0.lock().messages.capacity(), 0);
+        // Written, the writer asks for more (and waits): room again.
+        drop(taken);
+        let idle = tokio::time::timeout(Duration::from_millis(10), sender.0.take()).await;
+        assert!(idle.is_err(), "nothing to take");
         assert_eq!(sender.push(Message::text("d")), Pushed::Queued);
     }
 
@@ -968,5 +981,27 @@ mod tests {
         let taken = runtime.block_on(sender.0.take()).expect("messages");
         assert_eq!(taken.len(), BATCH);
         assert_eq!(sender.0.lock().messages.len(), 5, "the rest wait, counted against the bound");
+    }
+
+    #[test]
+    fn a_batch_being_written_still_counts_against_the_bound() {
+        let sender = Queue::open(4);
+        for i in 0..4 {
+            assert_eq!(sender.push(Message::text(i.to_string())), Pushed::Queued);
+        }
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime");
+        let taken = runtime.block_on(sender.0.take()).expect("messages");
+        assert_eq!(taken.len(), 4);
+        // The writer holds all four (say its socket is full): the client
+        // is still four unread behind, so a fifth does not fit.
+        assert_eq!(sender.push(Message::text("fifth")), Pushed::Full);
+        // Once the writer comes back for more, the four were written: room
+        // again. (It finds nothing queued and waits; the timeout ends that.)
+        drop(taken);
+        let wait = Duration::from_millis(10);
+        let idle = runtime.block_on(async { tokio::time::timeout(wait, sender.0.take()).await });
+        assert!(idle.is_err(), "nothing to take");
+        assert_eq!(sender.push(Message::text("after")), Pushed::Queued);
     }
 }
