@@ -76,15 +76,25 @@ fn tokens(diagram: &str) -> Vec<String> {
 /// Whether `token` stands in `source`: exactly, or for a header name in any
 /// case or as a constant (`If-Match`, `if-match`, `IF_MATCH`).
 fn stands_in(token: &str, source: &str) -> bool {
-    if source.contains(token) {
+    if as_a_word(token, source) {
         return true;
     }
     if token.contains('-') {
         let lower = source.to_ascii_lowercase();
-        return lower.contains(&token.to_ascii_lowercase())
-            || source.contains(&token.to_ascii_uppercase().replace('-', "_"));
+        return as_a_word(&token.to_ascii_lowercase(), &lower)
+            || as_a_word(&token.to_ascii_uppercase().replace('-', "_"), source);
     }
     false
+}
+
+/// Whether `token` occurs in `source` with no letter, digit or `_` glued to
+/// either end: "200" does not stand in "2000", nor "1001" in "10010".
+fn as_a_word(token: &str, source: &str) -> bool {
+    let glued = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    source.match_indices(token).any(|(at, _)| {
+        !glued(source[..at].chars().next_back())
+            && !glued(source[at + token.len()..].chars().next())
+    })
 }
 
 /// The chapters SUMMARY.md lists whose names start with a number.
@@ -164,4 +174,7 @@ fn the_diagram_check_can_fail() {
     assert!(stands_in("If-Match", "\"if-match\""));
     assert!(!stands_in("If-None-Match", "IF_MATCH"));
     assert!(!stands_in("412", "StatusCode::PRECONDITION_FAILED"));
+    assert!(!stands_in("200", "RETRY_MS: u64 = 2000"), "a number inside a longer one");
+    assert!(!stands_in("1001", "10010"));
+    assert!(stands_in("200", "assert_eq!(resp.status, 200);"));
 }
