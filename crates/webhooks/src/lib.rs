@@ -27,7 +27,7 @@
 //!
 //! ```text
 //! cargo run -p webhooks                      # the demo: a flaky receiver, retries, each event applied once
-//! cargo run -p webhooks -- serve             # sender on 127.0.0.1:7170, receiver on :7171, until Ctrl-C
+//! cargo run -p webhooks -- serve --db "$(mktemp -d)/outbox.sqlite"   # the sender on 127.0.0.1:7170, until Ctrl-C
 //! cargo run -p webhooks -- client register http://127.0.0.1:7171/hook
 //! cargo run -p webhooks -- client send order.paid '{"order": 42}'
 //! cargo run -p webhooks -- client show 1
@@ -41,9 +41,9 @@ pub mod receiver;
 pub mod sender;
 pub mod signature;
 
-pub use outbox::{EndpointView, Outbox, Totals};
+pub use outbox::{Accepted, DisablePolicy, EndpointView, Outbox, Totals};
 pub use receiver::{Fault, Receiver, ReceiverConfig};
-pub use sender::{Sender, SenderConfig, check_url};
+pub use sender::{Sender, SenderConfig, check_target, check_url};
 pub use signature::Secret;
 
 /// Where `serve` puts the sender's API.

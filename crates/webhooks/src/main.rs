@@ -34,7 +34,9 @@ enum Command {
         /// Where the API listens (loopback by default).
         #[arg(long, default_value = SENDER_ADDR)]
         addr: SocketAddr,
-        /// The outbox file (created on first use).
+        /// The outbox file (created on first use; kept, so a restart on the
+        /// same file resumes; give a fresh one, e.g. `"$(mktemp -d)/outbox.sqlite"`,
+        /// for a session that starts from nothing).
         #[arg(long, default_value_os_t = std::env::temp_dir().join("webhooks-outbox.sqlite"))]
         db: PathBuf,
         /// Test timings: 2 s timeout, retries after at most 20 ms .. 200 ms.
@@ -43,9 +45,14 @@ enum Command {
         /// Attempts per delivery before it is given up on.
         #[arg(long, default_value_t = webhooks::sender::MAX_ATTEMPTS)]
         max_attempts: u32,
-        /// Failures in a row before an endpoint is disabled.
+        /// Failures in a row an endpoint needs before it is disabled (and
+        /// the streak must also last --disable-after-secs).
         #[arg(long, default_value_t = webhooks::sender::DISABLE_AFTER)]
         disable_after: u32,
+        /// How long a failure streak must last before the endpoint is
+        /// disabled (default: five days; 0.2 s with --quick).
+        #[arg(long)]
+        disable_after_secs: Option<f64>,
     },
     /// Run a receiver until Ctrl-C.
     Receiver {
@@ -98,9 +105,27 @@ async fn main() -> anyhow::Result<()> {
     harness::init_logging_at("warn");
     match Cli::parse().command {
         None => demo().await,
-        Some(Command::Serve { addr, db, quick, max_attempts, disable_after }) => {
+        Some(Command::Serve {
+            addr,
+            db,
+            quick,
+            max_attempts,
+            disable_after,
+            disable_after_secs,
+        }) => {
             let base = if quick { SenderConfig::quick() } else { SenderConfig::default() };
-            run_sender(addr, db, SenderConfig { max_attempts, disable_after, ..base }).await
+            let failing_for = match disable_after_secs {
+                Some(secs) => Duration::try_from_secs_f64(secs)
+                    .context("--disable-after-secs must be a number of seconds")?,
+                None => base.disable_after_failing_for,
+            };
+            let config = SenderConfig {
+                max_attempts,
+                disable_after,
+                disable_after_failing_for: failing_for,
+                ..base
+            };
+            run_sender(addr, db, config).await
         }
         Some(Command::Receiver { addr, db, secret, flaky }) => {
             run_receiver(addr, db, secret, flaky).await

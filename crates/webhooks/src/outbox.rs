@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS endpoints (
     old_secret           TEXT,
     old_until_ms         INTEGER,
     disabled             INTEGER NOT NULL DEFAULT 0,
-    consecutive_failures INTEGER NOT NULL DEFAULT 0
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    failing_since_ms     INTEGER
 );
 CREATE TABLE IF NOT EXISTS events (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -57,6 +58,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts    INTEGER NOT NULL DEFAULT 0,
     next_ms     INTEGER NOT NULL
 );
+-- Serves `due` and, as its first two columns are (endpoint, state), also
+-- `accept`'s count of an endpoint's pending deliveries, from the index alone
+-- (see the test `the_pending_count_is_served_by_the_index`).
 CREATE INDEX IF NOT EXISTS due ON deliveries (endpoint_id, state, next_ms);
 CREATE TABLE IF NOT EXISTS attempts (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -77,9 +81,12 @@ pub enum OutboxError {
     /// SQLite said no.
     #[error("storage failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The outbox holds its limit of pending deliveries: refuse new events
-    /// (503) rather than grow without bound while receivers are down.
-    #[error("the outbox holds {0} pending deliveries, its limit")]
+    /// Every endpoint already has its limit of pending deliveries: refuse
+    /// the event (503) rather than grow without bound while receivers are
+    /// down. (While any endpoint has room, events are accepted for it.)
+    #[error(
+        "every endpoint has {0} deliveries pending, its limit: none could take the event; retry later"
+    )]
     Full(u64),
     /// No such endpoint.
     #[error("there is no endpoint {0}")]
@@ -87,6 +94,44 @@ pub enum OutboxError {
     /// The blocking task died.
     #[error("storage task failed: {0}")]
     Task(String),
+}
+
+/// What [`Outbox::accept`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Pending deliveries made (one per endpoint with room).
+    pub deliveries: u64,
+    /// Endpoints that were at their limit of pending deliveries: for them
+    /// the event was recorded as failed, not sent.
+    pub dropped: Vec<i64>,
+}
+
+/// Writes a line to an endpoint's log that is not an attempt (attempt 0):
+/// a delivery dropped at the limit, the endpoint disabled.
+fn log_note(
+    tx: &rusqlite::Transaction<'_>,
+    delivery: i64,
+    endpoint: i64,
+    msg_id: &str,
+    at_ms: i64,
+    outcome: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO attempts
+           (delivery_id, endpoint_id, msg_id, attempt, at_ms, took_ms, status, outcome)
+         VALUES (?1, ?2, ?3, 0, ?4, 0, NULL, ?5)",
+        params![delivery, endpoint, msg_id, at_ms, outcome],
+    )?;
+    Ok(())
+}
+
+/// When an endpoint that keeps failing is disabled: both must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisablePolicy {
+    /// At least this many failures in a row.
+    pub failures: u32,
+    /// And the streak has lasted at least this long (first failure to now).
+    pub failing_for: Duration,
 }
 
 /// One delivery that is due now, with all it takes to send it.
@@ -161,13 +206,17 @@ pub struct EndpointView {
     pub disabled: bool,
     /// Failures in a row, reset by any success.
     pub consecutive_failures: u32,
+    /// When the current failure streak began (ms since the epoch), if any.
+    pub failing_since_ms: Option<i64>,
     /// Deliveries waiting (first try or a retry).
     pub pending: u64,
     /// Deliveries answered 2xx.
     pub delivered: u64,
-    /// Deliveries given up on after the last attempt.
+    /// Deliveries given up on after the last attempt, or dropped at the
+    /// endpoint's limit of pending deliveries (the log says which).
     pub failed: u64,
-    /// The newest attempts, newest first (at most [`LOG_SHOWN`]).
+    /// The newest attempts, newest first (at most [`LOG_SHOWN`]); a line
+    /// with attempt 0 is a note (dropped, disabled), not an attempt.
     pub log: Vec<Attempt>,
 }
 
@@ -180,7 +229,7 @@ pub struct Totals {
     pub delivered: u64,
     /// Given up on.
     pub failed: u64,
-    /// Attempts made in all.
+    /// Attempts made in all (notes in the log are not counted).
     pub attempts: u64,
 }
 
@@ -203,6 +252,16 @@ impl Outbox {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(SCHEMA)?;
+        // An outbox written before endpoints kept `failing_since_ms` gets the
+        // column now (SQLite's `IF NOT EXISTS` does not add columns).
+        let has_since = conn
+            .prepare(
+                "SELECT 1 FROM pragma_table_info('endpoints') WHERE name = 'failing_since_ms'",
+            )?
+            .exists([])?;
+        if !has_since {
+            conn.execute_batch("ALTER TABLE endpoints ADD COLUMN failing_since_ms INTEGER")?;
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -259,11 +318,14 @@ impl Outbox {
     }
 
     /// Enables a disabled endpoint and forgets its failure streak; its
-    /// pending deliveries go out again.
+    /// pending deliveries (including those accepted while it was disabled)
+    /// go out again.
     pub async fn enable(&self, id: i64) -> Result<(), OutboxError> {
         self.blocking(move |c| {
             let n = c.execute(
-                "UPDATE endpoints SET disabled = 0, consecutive_failures = 0 WHERE id = ?1",
+                "UPDATE endpoints SET disabled = 0, consecutive_failures = 0,
+                   failing_since_ms = NULL
+                 WHERE id = ?1",
                 [id],
             )?;
             if n == 0 { Err(OutboxError::NoEndpoint(id)) } else { Ok(()) }
@@ -271,23 +333,43 @@ impl Outbox {
         .await
     }
 
-    /// Accepts an event: the event and a pending delivery for every enabled
-    /// endpoint, in one transaction. Returns how many deliveries it made.
-    /// Refuses with [`OutboxError::Full`] if `max_pending` are waiting.
+    /// Accepts an event: the event and a pending delivery for every
+    /// endpoint, enabled or not (a disabled one keeps its deliveries until it
+    /// is enabled; `due` skips it meanwhile), in one transaction.
+    ///
+    /// An endpoint that already has `max_pending` deliveries waiting gets no
+    /// new one: its delivery is written as `failed` with no attempt, and a
+    /// "dropped" line in its log says why. So one dead endpoint's backlog is
+    /// bounded and does not stop events for the others. Only if *every*
+    /// endpoint is at its limit is the event refused with
+    /// [`OutboxError::Full`] (and nothing written).
     pub async fn accept(
         &self,
         msg_id: String,
         body: Vec<u8>,
         max_pending: u64,
-    ) -> Result<u64, OutboxError> {
+    ) -> Result<Accepted, OutboxError> {
         self.blocking(move |c| {
             let tx = c.transaction()?;
-            let pending: u64 =
-                tx.query_row("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'", [], |r| {
-                    r.get(0)
-                })?;
-            if pending >= max_pending {
-                return Err(OutboxError::Full(pending));
+            let mut room = Vec::new();
+            let mut full = Vec::new();
+            {
+                // Counted per endpoint from the `due` index, and only up to
+                // the limit, so a large backlog costs no more than a full one.
+                let mut ids = tx.prepare_cached("SELECT id FROM endpoints")?;
+                let mut count = tx.prepare_cached(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                      WHERE endpoint_id = ?1 AND state = 'pending' LIMIT ?2)",
+                )?;
+                for id in ids.query_map([], |r| r.get::<_, i64>(0))? {
+                    let id = id?;
+                    let pending: u64 =
+                        count.query_row(params![id, max_pending as i64], |r| r.get(0))?;
+                    if pending >= max_pending { full.push(id) } else { room.push(id) }
+                }
+            }
+            if room.is_empty() && !full.is_empty() {
+                return Err(OutboxError::Full(max_pending));
             }
             let now = now_ms();
             tx.execute(
@@ -295,15 +377,29 @@ impl Outbox {
                 params![msg_id, body, now],
             )?;
             let event = tx.last_insert_rowid();
-            let made = tx.execute(
-                "INSERT INTO deliveries (event_id, endpoint_id, state, next_ms)
-                 SELECT ?1, id, 'pending', ?2 FROM endpoints WHERE disabled = 0",
-                params![event, now],
-            )?;
+            for &endpoint in &room {
+                tx.execute(
+                    "INSERT INTO deliveries (event_id, endpoint_id, state, next_ms)
+                     VALUES (?1, ?2, 'pending', ?3)",
+                    params![event, endpoint, now],
+                )?;
+            }
+            for &endpoint in &full {
+                tx.execute(
+                    "INSERT INTO deliveries (event_id, endpoint_id, state, next_ms)
+                     VALUES (?1, ?2, 'failed', ?3)",
+                    params![event, endpoint, now],
+                )?;
+                let delivery = tx.last_insert_rowid();
+                let why = format!(
+                    "dropped, never sent: {max_pending} deliveries already pending for this endpoint"
+                );
+                log_note(&tx, delivery, endpoint, &msg_id, now, &why)?;
+            }
             // The commit's error is returned: a 202 is only sent for an
             // event that is on disk (lesson 10 shows what autocommit hides).
             tx.commit()?;
-            Ok(made as u64)
+            Ok(Accepted { deliveries: room.len() as u64, dropped: full })
         })
         .await
     }
@@ -380,7 +476,9 @@ impl Outbox {
     /// Writes an attempt to the log and moves its delivery on, in one
     /// transaction: delivered; or a retry at `now + retry_in`; or, after
     /// `max_attempts`, given up. A failure also extends the endpoint's streak
-    /// and disables it at `disable_after`; a success resets the streak.
+    /// and disables it once the streak meets `disable` (so many failures
+    /// *and* so long since the first), with a line in its log saying so; a
+    /// success resets the streak.
     #[allow(clippy::too_many_arguments)]
     pub async fn record(
         &self,
@@ -389,7 +487,7 @@ impl Outbox {
         started_ms: i64,
         retry_in: Duration,
         max_attempts: u32,
-        disable_after: u32,
+        disable: DisablePolicy,
     ) -> Result<Next, OutboxError> {
         let (delivery, endpoint, msg_id) = (due.delivery_id, due.endpoint_id, due.msg_id.clone());
         let attempt = due.attempts + 1;
@@ -416,17 +514,47 @@ impl Outbox {
                     params![delivery, attempt],
                 )?;
                 tx.execute(
-                    "UPDATE endpoints SET consecutive_failures = 0 WHERE id = ?1",
+                    "UPDATE endpoints SET consecutive_failures = 0, failing_since_ms = NULL
+                     WHERE id = ?1",
                     [endpoint],
                 )?;
                 Next::Delivered
             } else {
+                // The streak's start is the first failed attempt's start.
                 tx.execute(
                     "UPDATE endpoints SET consecutive_failures = consecutive_failures + 1,
-                       disabled = CASE WHEN consecutive_failures + 1 >= ?2 THEN 1 ELSE disabled END
+                       failing_since_ms = COALESCE(failing_since_ms, ?2)
                      WHERE id = ?1",
-                    params![endpoint, disable_after],
+                    params![endpoint, started_ms],
                 )?;
+                // Counted in time as well as in failures: a busy endpoint
+                // that is down for a minute fails hundreds of attempts, and
+                // must not be disabled for that (see DISABLE_AFTER_FAILING_FOR).
+                let now = now_ms();
+                let disabled_now = tx.execute(
+                    "UPDATE endpoints SET disabled = 1
+                     WHERE id = ?1 AND disabled = 0 AND consecutive_failures >= ?2
+                       AND ?3 - failing_since_ms >= ?4",
+                    params![
+                        endpoint,
+                        disable.failures,
+                        now,
+                        disable.failing_for.as_millis() as i64
+                    ],
+                )? == 1;
+                if disabled_now {
+                    let (n, since): (u32, i64) = tx.query_row(
+                        "SELECT consecutive_failures, failing_since_ms FROM endpoints WHERE id = ?1",
+                        [endpoint],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    let why = format!(
+                        "endpoint disabled: {n} failures in a row over {:.1} s; \
+                         its deliveries wait for POST /endpoints/{endpoint}/enable",
+                        (now - since) as f64 / 1000.0
+                    );
+                    log_note(&tx, delivery, endpoint, &msg_id, now, &why)?;
+                }
                 if attempt >= max_attempts {
                     tx.execute(
                         "UPDATE deliveries SET state = 'failed', attempts = ?2 WHERE id = ?1",
@@ -453,9 +581,17 @@ impl Outbox {
         self.blocking(move |c| {
             let head = c
                 .query_row(
-                    "SELECT url, disabled, consecutive_failures FROM endpoints WHERE id = ?1",
+                    "SELECT url, disabled, consecutive_failures, failing_since_ms
+                     FROM endpoints WHERE id = ?1",
                     [id],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, u32>(2)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, bool>(1)?,
+                            r.get::<_, u32>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                        ))
+                    },
                 )
                 .optional()?
                 .ok_or(OutboxError::NoEndpoint(id))?;
@@ -484,12 +620,13 @@ impl Outbox {
                     })
                 })?
                 .collect::<Result<_, _>>()?;
-            let (url, disabled, consecutive_failures) = head;
+            let (url, disabled, consecutive_failures, failing_since_ms) = head;
             Ok(EndpointView {
                 id,
                 url,
                 disabled,
                 consecutive_failures,
+                failing_since_ms,
                 pending,
                 delivered,
                 failed,
@@ -511,9 +648,42 @@ impl Outbox {
                 pending: count("pending")?,
                 delivered: count("delivered")?,
                 failed: count("failed")?,
-                attempts: c.query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))?,
+                attempts: c.query_row(
+                    "SELECT COUNT(*) FROM attempts WHERE attempt > 0",
+                    [],
+                    |r| r.get(0),
+                )?,
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_count_is_served_by_the_index() {
+        let dir = std::env::temp_dir().join(format!("webhooks-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir is writable");
+        let outbox = Outbox::open(dir.join("outbox.sqlite")).expect("opens");
+        let conn = outbox.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                  WHERE endpoint_id = ?1 AND state = 'pending' LIMIT ?2)",
+            )
+            .expect("prepares")
+            .query_map(params![1, 10], |r| r.get(3))
+            .expect("runs")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            plan.iter().any(|l| l.contains("COVERING INDEX due (endpoint_id=? AND state=?)")),
+            "{plan:?}"
+        );
     }
 }

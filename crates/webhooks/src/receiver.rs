@@ -7,6 +7,7 @@
 //! marking it applied in the same transaction as its effect. At-least-once
 //! delivery plus this is an exactly-once *effect*.
 
+use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,8 +72,29 @@ pub struct ReceiverStats {
     pub duplicates: AtomicU64,
     /// Requests failed on purpose ([`Fault`]).
     pub faults: AtomicU64,
-    /// Every refusal's reason, in order (also logged).
-    pub rejections: Mutex<Vec<String>>,
+    /// The newest refusals' reasons, oldest first, at most
+    /// [`REJECTIONS_KEPT`] (every one is also logged).
+    pub rejections: Mutex<VecDeque<String>>,
+    /// Refusals no longer in `rejections`: pushed out by newer ones.
+    pub rejections_forgotten: AtomicU64,
+}
+
+/// How many refusal reasons the receiver keeps in memory for the demo and
+/// the tests. Anyone can POST to a receiver, so a list of every refusal is
+/// memory an attacker fills at will; the newest hundred show what is going
+/// on, the log has the rest, and `rejections_forgotten` counts them.
+pub const REJECTIONS_KEPT: usize = 100;
+
+impl ReceiverStats {
+    /// Records a refusal's reason, forgetting the oldest past the cap.
+    fn remember(&self, line: String) {
+        let mut kept = self.rejections.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() >= REJECTIONS_KEPT {
+            kept.pop_front();
+            self.rejections_forgotten.fetch_add(1, Ordering::Relaxed);
+        }
+        kept.push_back(line);
+    }
 }
 
 /// The receiver's shared state.
@@ -160,7 +182,7 @@ impl Receiver {
     fn reject(&self, why: &Rejection, id: Option<&str>) -> StatusCode {
         let line = format!("{}: {why}", id.unwrap_or("(no id)"));
         tracing::warn!("refused a delivery: {line}");
-        self.stats.rejections.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+        self.stats.remember(line);
         StatusCode::UNAUTHORIZED
     }
 
@@ -260,7 +282,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
             r.stats.duplicates.fetch_add(1, Ordering::Relaxed);
             let line = format!("{id}: duplicate webhook-id, already stored; not applied again");
             tracing::info!("{line}");
-            r.stats.rejections.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+            r.stats.remember(line);
             return StatusCode::OK;
         }
         Err(e) => {

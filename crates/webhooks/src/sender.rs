@@ -20,7 +20,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::outbox::{Due, Next, Outbox, OutboxError, Outcome, now_ms};
+use crate::outbox::{DisablePolicy, Due, Next, Outbox, OutboxError, Outcome, now_ms};
 use crate::signature::{
     Secret, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP, signature_header, unix_now,
 };
@@ -39,12 +39,15 @@ pub struct Sender {
     pub wake: Arc<Notify>,
     /// Timeouts, backoff and limits.
     pub config: SenderConfig,
+    /// Where this sender's own API listens, once [`serve`] knows: a URL
+    /// that points here is refused (see [`check_target`]).
+    pub own_addr: Option<SocketAddr>,
 }
 
 impl Sender {
     /// A sender over `outbox`.
     pub fn new(outbox: Outbox, config: SenderConfig) -> Self {
-        Self { outbox, wake: Arc::new(Notify::new()), config }
+        Self { outbox, wake: Arc::new(Notify::new()), config, own_addr: None }
     }
 }
 
@@ -69,7 +72,7 @@ struct NewEndpoint {
 /// shown this once (the receiver must store it), or 422 for a URL we will
 /// not call.
 async fn register(State(s): State<Sender>, Json(new): Json<NewEndpoint>) -> Response {
-    if let Err(why) = check_url(&new.url) {
+    if let Err(why) = check_target(&new.url, s.own_addr) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, why);
     }
     match s.outbox.endpoint_count().await {
@@ -108,10 +111,16 @@ async fn send_event(State(s): State<Sender>, Json(event): Json<NewEvent>) -> Res
     // The body is fixed here, once: every attempt sends (and signs) these
     // exact bytes, so a retry is byte-for-byte the first try.
     let body = json!({"type": event.kind, "data": event.data}).to_string().into_bytes();
-    match s.outbox.accept(msg_id.clone(), body, s.config.max_pending).await {
-        Ok(deliveries) => {
+    match s.outbox.accept(msg_id.clone(), body, s.config.max_pending_per_endpoint).await {
+        Ok(accepted) => {
             s.wake.notify_one();
-            let body = json!({"id": msg_id, "deliveries": deliveries});
+            // `dropped` names the endpoints whose backlog is full: for them
+            // this event is recorded as failed, not sent (their logs say so).
+            let body = json!({
+                "id": msg_id,
+                "deliveries": accepted.deliveries,
+                "dropped": accepted.dropped,
+            });
             (StatusCode::ACCEPTED, Json(body)).into_response()
         }
         Err(e) => storage_error(e),
@@ -213,6 +222,23 @@ pub fn check_url(url: &str) -> Result<(SocketAddr, String), String> {
     Ok((addr, path.to_owned()))
 }
 
+/// [`check_url`], and not the sender itself. A delivery's body is exactly
+/// what `POST /events` accepts, so an endpoint at our own API would turn
+/// each delivery into a new event for every endpoint, itself included: a
+/// loop that grows until the outbox is full. A listener on an unspecified
+/// address (`0.0.0.0`, `::`) is reached through any loopback address with
+/// its port, so then the port alone decides.
+pub fn check_target(url: &str, own: Option<SocketAddr>) -> Result<(SocketAddr, String), String> {
+    let (addr, path) = check_url(url)?;
+    if let Some(own) = own
+        && addr.port() == own.port()
+        && (addr.ip() == own.ip() || own.ip().is_unspecified())
+    {
+        return Err(format!("{addr} is the sender's own address: it would deliver to itself"));
+    }
+    Ok((addr, path))
+}
+
 // ---------------------------------------------------------------------------
 // The delivery worker.
 // ---------------------------------------------------------------------------
@@ -230,7 +256,7 @@ pub fn check_url(url: &str) -> Result<(SocketAddr, String), String> {
 /// `pending` on disk. Kill the process mid-attempt and the next start tries
 /// it again, which is why the receiver must deduplicate.
 pub async fn run_worker(sender: Sender, token: CancellationToken) {
-    let Sender { outbox, wake, config } = sender;
+    let Sender { outbox, wake, config, own_addr } = sender;
     let tracker = TaskTracker::new();
     let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
     let mut slots: HashMap<i64, Arc<Semaphore>> = HashMap::new();
@@ -263,7 +289,7 @@ pub async fn run_worker(sender: Sender, token: CancellationToken) {
                                 Arc::clone(&busy),
                             );
                             tracker.spawn(async move {
-                                attempt(&outbox, &config, &d).await;
+                                attempt(&outbox, &config, own_addr, &d).await;
                                 busy.lock()
                                     .unwrap_or_else(PoisonError::into_inner)
                                     .remove(&d.delivery_id);
@@ -291,9 +317,9 @@ pub async fn run_worker(sender: Sender, token: CancellationToken) {
 }
 
 /// One attempt: POST, record the outcome, schedule what comes next.
-async fn attempt(outbox: &Outbox, config: &SenderConfig, due: &Due) {
+async fn attempt(outbox: &Outbox, config: &SenderConfig, own: Option<SocketAddr>, due: &Due) {
     let started_ms = now_ms();
-    let outcome = deliver(due, config.request_timeout).await;
+    let outcome = deliver(due, own, config.request_timeout).await;
     let retry_in = full_jitter(config.backoff_base, config.backoff_cap, due.attempts + 1);
     let next = outbox
         .record(
@@ -302,7 +328,10 @@ async fn attempt(outbox: &Outbox, config: &SenderConfig, due: &Due) {
             started_ms,
             retry_in,
             config.max_attempts,
-            config.disable_after,
+            DisablePolicy {
+                failures: config.disable_after,
+                failing_for: config.disable_after_failing_for,
+            },
         )
         .await;
     let n = due.attempts + 1;
@@ -329,9 +358,9 @@ async fn attempt(outbox: &Outbox, config: &SenderConfig, due: &Due) {
 }
 
 /// POSTs one delivery, signed at this moment, within `timeout`.
-async fn deliver(due: &Due, timeout: Duration) -> Outcome {
+async fn deliver(due: &Due, own: Option<SocketAddr>, timeout: Duration) -> Outcome {
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, exchange(due)).await;
+    let result = tokio::time::timeout(timeout, exchange(due, own)).await;
     let took = started.elapsed();
     match result {
         Ok(Ok(status)) => Outcome {
@@ -350,8 +379,10 @@ async fn deliver(due: &Due, timeout: Duration) -> Outcome {
     }
 }
 
-async fn exchange(due: &Due) -> io::Result<u16> {
-    let (addr, path) = check_url(&due.url).map_err(io::Error::other)?;
+async fn exchange(due: &Due, own: Option<SocketAddr>) -> io::Result<u16> {
+    // Checked again at each attempt: the outbox may hold URLs registered
+    // when this sender listened elsewhere.
+    let (addr, path) = check_target(&due.url, own).map_err(io::Error::other)?;
     // Signed now, not when accepted: the receiver checks the timestamp
     // against its clock, and a retry an hour later must still pass.
     let timestamp = unix_now();
@@ -368,7 +399,11 @@ async fn exchange(due: &Due) -> io::Result<u16> {
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(&due.body);
     conn.send(&bytes).await?;
-    Ok(conn.read_response(false).await?.status)
+    // The head only: the status is all the sender needs, and the receiver's
+    // body (which it controls, and could make endless) is never read. The
+    // head itself is capped by raw-http's MAX_HEAD; the connection is
+    // closed when `conn` is dropped.
+    Ok(conn.read_response(true).await?.status)
 }
 
 /// How long to wait before attempt `attempt + 1`: a random duration between
@@ -393,6 +428,8 @@ pub async fn serve(
     sender: Sender,
     token: CancellationToken,
 ) -> io::Result<()> {
+    let mut sender = sender;
+    sender.own_addr = Some(listener.local_addr()?);
     let worker = tokio::spawn(run_worker(sender.clone(), token.clone()));
     let config = http_serve::ServeConfig { nodelay: true, ..Default::default() };
     let served = http_serve::serve(listener, router(sender), token, config).await;
@@ -413,11 +450,15 @@ pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 /// this bounds the rows one `POST /events` writes.
 pub const MAX_ENDPOINTS: u64 = 100;
 
-/// Deliveries allowed to wait in the outbox. Past it `POST /events` answers
-/// 503: with receivers down, the disk would otherwise fill. 100,000 rows of
-/// at most [`MAX_EVENT_BYTES`] is bounded; a real service sizes this to its
-/// disk and alerts long before.
-pub const MAX_PENDING: u64 = 100_000;
+/// Deliveries allowed to wait for one endpoint. Past it, that endpoint's
+/// delivery of a new event is recorded as failed ("dropped" in its log)
+/// while the other endpoints still get theirs; only when every endpoint is
+/// at it does `POST /events` answer 503. Per endpoint, so one dead
+/// receiver cannot refuse events for the healthy ones; 10,000 is hours of
+/// a busy endpoint's traffic, and with [`MAX_ENDPOINTS`] the outbox holds
+/// at most a million pending rows. A real service sizes this to its disk
+/// and alerts long before.
+pub const MAX_PENDING_PER_ENDPOINT: u64 = 10_000;
 
 /// How long one attempt may take, connect to last byte. Receivers are told
 /// to answer fast and work later; ten seconds is far past any healthy
@@ -437,11 +478,21 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(60 * 60);
 /// Attempts per delivery before it is marked `failed`.
 pub const MAX_ATTEMPTS: u32 = 12;
 
-/// Failures in a row, across all its deliveries, before an endpoint is
-/// disabled. A receiver that has failed this often is gone or broken; going
-/// on costs us slots and it nothing. Its deliveries stay pending until
-/// someone enables it.
+/// Failures in a row, across all its deliveries, that an endpoint must have
+/// before it is disabled, together with [`DISABLE_AFTER_FAILING_FOR`]. The
+/// count alone is no measure: a busy endpoint that is down for a second
+/// fails fifty attempts in that second. It keeps a quiet endpoint that
+/// failed once, days ago, from being disabled by its next failure.
 pub const DISABLE_AFTER: u32 = 50;
+
+/// How long an endpoint's failure streak must have lasted (from its first
+/// failure, with no success since) before it is disabled. A receiver that
+/// has failed for five days is gone or abandoned, and going on costs us
+/// slots and it nothing; an outage of minutes or hours is not that, however
+/// many deliveries fail in it. Five days is what large senders allow (they
+/// retry for about three). Its deliveries stay pending until someone
+/// enables it.
+pub const DISABLE_AFTER_FAILING_FOR: Duration = Duration::from_secs(5 * 24 * 60 * 60);
 
 /// Attempts at once to one endpoint. One is the politest (and keeps order
 /// for an endpoint that is keeping up); four lets a healthy receiver take
@@ -470,14 +521,16 @@ pub struct SenderConfig {
     pub max_attempts: u32,
     /// [`DISABLE_AFTER`].
     pub disable_after: u32,
+    /// [`DISABLE_AFTER_FAILING_FOR`].
+    pub disable_after_failing_for: Duration,
     /// [`PER_ENDPOINT`].
     pub per_endpoint: usize,
     /// [`POLL_INTERVAL`].
     pub poll_interval: Duration,
     /// [`ROTATION_OVERLAP`].
     pub rotation_overlap: Duration,
-    /// [`MAX_PENDING`].
-    pub max_pending: u64,
+    /// [`MAX_PENDING_PER_ENDPOINT`].
+    pub max_pending_per_endpoint: u64,
 }
 
 impl Default for SenderConfig {
@@ -488,20 +541,23 @@ impl Default for SenderConfig {
             backoff_cap: BACKOFF_CAP,
             max_attempts: MAX_ATTEMPTS,
             disable_after: DISABLE_AFTER,
+            disable_after_failing_for: DISABLE_AFTER_FAILING_FOR,
             per_endpoint: PER_ENDPOINT,
             poll_interval: POLL_INTERVAL,
             rotation_overlap: ROTATION_OVERLAP,
-            max_pending: MAX_PENDING,
+            max_pending_per_endpoint: MAX_PENDING_PER_ENDPOINT,
         }
     }
 }
 
 impl SenderConfig {
     /// Durations short enough for tests and the demo: 2 s timeout, retries
-    /// after at most 20, 40, 80 ... 200 ms, polls every 10 ms.
+    /// after at most 20, 40, 80 ... 200 ms, polls every 10 ms, an endpoint
+    /// disabled after failing for 200 ms (and 50 times).
     pub fn quick() -> Self {
         Self {
             request_timeout: Duration::from_secs(2),
+            disable_after_failing_for: Duration::from_millis(200),
             backoff_base: Duration::from_millis(20),
             backoff_cap: Duration::from_millis(200),
             poll_interval: Duration::from_millis(10),
@@ -531,6 +587,18 @@ mod tests {
         ] {
             assert!(check_url(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn the_senders_own_address_is_refused() {
+        let own: SocketAddr = "127.0.0.1:7170".parse().expect("an address");
+        assert!(check_target("http://127.0.0.1:7170/events", Some(own)).is_err());
+        assert!(check_target("http://127.0.0.1:7171/hook", Some(own)).is_ok());
+        assert!(check_target("http://127.0.0.2:7170/", Some(own)).is_ok());
+        // Listening on every address: any loopback address with its port.
+        let any: SocketAddr = "0.0.0.0:7170".parse().expect("an address");
+        assert!(check_target("http://127.0.0.2:7170/", Some(any)).is_err());
+        assert!(check_target("http://127.0.0.1:7170/", None).is_ok());
     }
 
     #[test]

@@ -6,9 +6,11 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 
 use common::*;
 use tokio::net::TcpListener;
+use webhooks::receiver::REJECTIONS_KEPT;
 use webhooks::signature::{TOLERANCE, unix_now};
 use webhooks::{Receiver, ReceiverConfig, Secret};
 
@@ -31,7 +33,7 @@ async fn receiver(
 }
 
 fn reasons(r: &Receiver) -> Vec<String> {
-    r.stats.rejections.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    r.stats.rejections.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
 }
 
 const BODY: &str = r#"{"type":"order.paid","data":{"order":7}}"#;
@@ -101,12 +103,15 @@ async fn during_a_rotation_either_secret_verifies_and_after_it_only_the_new() {
     let sender = start_sender(&scratch.path("outbox.sqlite"), config).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    let receiver_addr = listener.local_addr().expect("addr");
     let (id, old) = register(sender.addr(), &url).await;
     // The receiver has not deployed the new secret yet: it knows only the old.
-    let (_srv, r) =
+    let (srv, r) =
         start_receiver(listener, &scratch.path("inbox.sqlite"), ReceiverConfig::new(old)).await;
     let resp = call(sender.addr(), "POST", &format!("/endpoints/{id}/rotate"), None).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
+    let rotated: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON");
+    let new = Secret::parse(rotated["secret"].as_str().expect("a secret")).expect("whsec_");
     let ids = send_events(sender.addr(), 1).await;
     all_applied_once(&r, &ids, DEADLINE).await;
     // After the overlap (half a second) the old secret no longer signs, and
@@ -119,4 +124,38 @@ async fn during_a_rotation_either_secret_verifies_and_after_it_only_the_new() {
     })
     .await;
     assert!(reasons(&r)[0].contains("no signature matches"), "{:?}", reasons(&r));
+    // And the new secret still verifies after the overlap: a receiver that
+    // deployed it (on the same port, a fresh inbox) gets the refused events
+    // on their retries and a new one, all signed with the new secret alone.
+    srv.shutdown().await.expect("the old receiver stops");
+    let listener = TcpListener::bind(receiver_addr).await.expect("the port is free again");
+    let (_srv, r) =
+        start_receiver(listener, &scratch.path("inbox2.sqlite"), ReceiverConfig::new(new)).await;
+    let after = send_events(sender.addr(), 1).await;
+    until(DEADLINE, "the event sent after the overlap applied with the new secret", || async {
+        r.effects().await.expect("inbox").iter().any(|(id, _)| *id == after[0])
+    })
+    .await;
+    assert!(reasons(&r).is_empty(), "the new secret was refused: {:?}", reasons(&r));
+}
+
+#[tokio::test]
+async fn the_receiver_keeps_only_the_newest_refusals() {
+    let scratch = Scratch::new("refusals");
+    let secret = Secret::generate();
+    let (srv, r) = receiver(&scratch, &secret).await;
+    let extra = 10;
+    // Bounded: REJECTIONS_KEPT + 10 unsigned requests, one at a time.
+    for i in 0..REJECTIONS_KEPT + extra {
+        assert_eq!(
+            deliver(srv.addr(), &format!("msg_{i}"), unix_now(), "v1,AAAA", BODY).await,
+            401
+        );
+    }
+    let kept = reasons(&r);
+    assert_eq!(kept.len(), REJECTIONS_KEPT, "the list is capped");
+    assert_eq!(r.stats.rejections_forgotten.load(Ordering::Relaxed), extra as u64);
+    assert!(kept[0].starts_with(&format!("msg_{extra}:")), "the oldest went first: {kept:?}");
+    let newest = format!("msg_{}:", REJECTIONS_KEPT + extra - 1);
+    assert!(kept[REJECTIONS_KEPT - 1].starts_with(&newest), "{kept:?}");
 }
