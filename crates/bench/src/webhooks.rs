@@ -78,8 +78,9 @@ const POLL: Duration = Duration::from_millis(5);
 /// Attempts and failures allowed in the drain runs. The defaults (12
 /// attempts, disable after 50 failures in a row) are about outages of
 /// hours; a 1,000-event outage on loopback fails 50 attempts in well under
-/// a second and would disable the endpoint, which is a different lesson
-/// (and a test of its own). Raised so that the drain measures the backoff.
+/// a second and used to disable the endpoint (now the streak must also last
+/// `DISABLE_AFTER_FAILING_FOR`, days, so it would not). Raised so that the
+/// drain measures the backoff.
 const DRAIN_MAX_ATTEMPTS: u32 = 1_000;
 const DRAIN_DISABLE_AFTER: u32 = 1_000_000;
 
@@ -168,9 +169,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.drain_events, args.outage_secs
         );
         println!(
-            "  both settings: max attempts {DRAIN_MAX_ATTEMPTS}, disable after {DRAIN_DISABLE_AFTER} failures (the defaults, {} and {}, would give up or disable during the outage)",
-            sender::MAX_ATTEMPTS,
-            sender::DISABLE_AFTER
+            "  both settings: max attempts {DRAIN_MAX_ATTEMPTS}, disable after {DRAIN_DISABLE_AFTER} failures (the default, {}, would give up during the outage)",
+            sender::MAX_ATTEMPTS
         );
         println!(
             "{:<44} {:>8} {:>9} {:>9} {:>8} {:>9} {:>6}",
