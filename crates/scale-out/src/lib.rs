@@ -51,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 use websocket_chat::client::Backoff;
 use websocket_chat::{Chat, Relay, ServerMsg};
 
+pub mod long_poll;
 pub mod parts;
 
 /// Every instance's chat channels start with this; the room follows.
@@ -146,6 +147,7 @@ struct Counters {
     subscribed: AtomicBool,
     stream_read: AtomicU64,
     publish_failed: AtomicU64,
+    lp_out_of_step: AtomicU64,
 }
 
 /// What an instance has done, for the demo and the tests.
@@ -167,6 +169,9 @@ pub struct Stats {
     pub stream_read: u64,
     /// `POST /notify` answered 503 because Redis did not take the entry.
     pub publish_failed: u64,
+    /// Long-poll updates whose stream id did not match the next id of this
+    /// instance's feed (it started after the stream was trimmed).
+    pub lp_out_of_step: u64,
 }
 
 impl Instance {
@@ -217,6 +222,26 @@ impl Instance {
             self.push.clone().serve(push, token)
         );
         c.and(p)
+    }
+
+    /// Serves lesson 6's long polling twice until `token` is cancelled: on
+    /// `local` with this instance's own feed, on `shared` with the feed
+    /// every instance fills from Redis ([`long_poll`]).
+    pub async fn serve_long_poll(
+        &self,
+        local: TcpListener,
+        shared: TcpListener,
+        hold: Duration,
+        token: CancellationToken,
+    ) -> io::Result<()> {
+        let config = http_serve::ServeConfig::default;
+        let local_app = long_poll::local_router(hold, token.clone());
+        let shared_app = long_poll::shared_router(Arc::clone(&self.backplane), hold, token.clone());
+        let (l, s) = tokio::join!(
+            http_serve::serve(local, local_app, token.clone(), config()),
+            http_serve::serve(shared, shared_app, token, config())
+        );
+        l.and(s)
     }
 
     /// The chat's messages on their way out: one at a time to Redis, from
@@ -408,6 +433,7 @@ impl Instance {
             subscribed: c.subscribed.load(Ordering::Relaxed),
             stream_read: get(&c.stream_read),
             publish_failed: get(&c.publish_failed),
+            lp_out_of_step: get(&c.lp_out_of_step),
         }
     }
 }

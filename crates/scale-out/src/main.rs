@@ -45,11 +45,16 @@ enum Cmd {
         chat: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:0")]
         push: SocketAddr,
+        /// How long a long poll with nothing new is held (lesson 6's hold).
+        #[arg(long, default_value_t = scale_out::long_poll::HOLD.as_millis() as u64)]
+        hold_ms: u64,
     },
 }
 
-/// HAProxy's ports for `serve`: chat, push, stats.
-const SERVE_PORTS: [u16; 3] = [7160, 7161, 7162];
+/// HAProxy's ports for `serve`: chat, push, stats, and lesson 6's long
+/// polling three ways (per-instance state; the same with cookie
+/// stickiness; state in Redis).
+const SERVE_PORTS: [u16; 6] = [7160, 7161, 7162, 7163, 7164, 7165];
 
 /// Notifications the demo publishes, and chat lines it says, around the kill.
 const DEMO_NOTIFICATIONS: u64 = 40;
@@ -62,8 +67,8 @@ async fn main() -> ExitCode {
     harness::init_logging_at("warn");
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Cmd::Instance { redis, name, chat, push }) => {
-            instance(&redis, &name, chat, push).await
+        Some(Cmd::Instance { redis, name, chat, push, hold_ms }) => {
+            instance(&redis, &name, chat, push, Duration::from_millis(hold_ms)).await
         }
         other => {
             if let Some(missing) = parts::missing_programs() {
@@ -101,6 +106,7 @@ async fn instance(
     name: &str,
     chat: SocketAddr,
     push: SocketAddr,
+    hold: Duration,
 ) -> anyhow::Result<()> {
     let token = harness::ctrl_c_token();
     // The parent holds our stdin open; when it ends (the parent died), so do we.
@@ -113,8 +119,22 @@ async fn instance(
         .await
         .with_context(|| format!("connecting to Redis at {redis}"))?;
     let (chat, push) = (TcpListener::bind(chat).await?, TcpListener::bind(push).await?);
-    println!("ready chat={} push={}", chat.local_addr()?, push.local_addr()?);
-    inst.serve(chat, push, token).await?;
+    // Lesson 6's long polling, with this instance's own feed and with the
+    // shared one, on ports of their own (HAProxy decides who reaches which).
+    let lp_local = TcpListener::bind("127.0.0.1:0").await?;
+    let lp_shared = TcpListener::bind("127.0.0.1:0").await?;
+    println!(
+        "ready chat={} push={} lp-local={} lp-shared={}",
+        chat.local_addr()?,
+        push.local_addr()?,
+        lp_local.local_addr()?,
+        lp_shared.local_addr()?
+    );
+    let (a, b) = tokio::join!(
+        inst.serve(chat, push, token.clone()),
+        inst.serve_long_poll(lp_local, lp_shared, hold, token)
+    );
+    a.and(b)?;
     Ok(())
 }
 
@@ -122,9 +142,9 @@ fn exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("finding this program, to start instances of it")
 }
 
-async fn start(instances: usize, ports: Option<[u16; 3]>) -> anyhow::Result<Cluster> {
+async fn start(instances: usize, ports: Option<[u16; 6]>) -> anyhow::Result<Cluster> {
     let exe = exe()?;
-    tokio::task::spawn_blocking(move || Cluster::start(&exe, instances, ports)).await?
+    tokio::task::spawn_blocking(move || Cluster::start(&exe, instances, ports, &[])).await?
 }
 
 /// Cancelled by Ctrl-C and, on Unix, by SIGTERM (what `kill PID` and
@@ -161,6 +181,10 @@ async fn serve(instances: usize, token: CancellationToken) -> anyhow::Result<()>
         cluster.haproxy.push, cluster.haproxy.push
     );
     println!("stats      http://{}/", cluster.haproxy.stats);
+    let h = &cluster.haproxy;
+    println!("long poll  http://{}/data (own feed per instance)", h.lp_local);
+    println!("           http://{}/data (the same, sticky by cookie)", h.lp_sticky);
+    println!("           http://{}/data (the feed in Redis)", h.lp_shared);
     println!("config     {}", cluster.haproxy.config.display());
     println!("Ctrl-C stops everything.");
     token.cancelled().await;

@@ -239,14 +239,20 @@ pub struct InstanceProcess {
     pub name: String,
     pub chat: SocketAddr,
     pub push: SocketAddr,
+    /// Lesson 6's long polling with this instance's own feed, and with the
+    /// feed in Redis.
+    pub lp_local: SocketAddr,
+    pub lp_shared: SocketAddr,
 }
 
 impl InstanceProcess {
     /// Starts `exe instance --redis URL --name NAME` and reads its `ready`
-    /// line: `ready chat=ADDR push=ADDR`.
-    pub fn start(exe: &Path, redis_url: &str, name: &str) -> anyhow::Result<Self> {
+    /// line: `ready chat=ADDR push=ADDR lp-local=ADDR lp-shared=ADDR`.
+    /// `args` go on its command line too (`--hold-ms 200`, say).
+    pub fn start(exe: &Path, redis_url: &str, name: &str, args: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(exe)
             .args(["instance", "--redis", redis_url, "--name", name])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -274,12 +280,14 @@ impl InstanceProcess {
                 .with_context(|| format!("instance {name} said {line:?}"))
         };
         let (chat, push) = (addr("chat=")?, addr("push=")?);
-        Ok(Self { part, name: name.to_owned(), chat, push })
+        let (lp_local, lp_shared) = (addr("lp-local=")?, addr("lp-shared=")?);
+        Ok(Self { part, name: name.to_owned(), chat, push, lp_local, lp_shared })
     }
 }
 
 /// HAProxy's configuration, written for the instances given.
-fn haproxy_config(chat: u16, push: u16, stats: u16, instances: &[InstanceProcess]) -> String {
+fn haproxy_config(ports: [u16; 6], instances: &[InstanceProcess]) -> String {
+    let [chat, push, stats, lp_local, lp_sticky, lp_shared] = ports;
     let mut cfg = String::from(
         "# Written by scale-out (crates/scale-out/src/parts.rs); chapter 16 explains each line.
 global
@@ -305,7 +313,18 @@ defaults
     default-server inter 500ms fall 2 rise 2
 ",
     );
-    for (what, port, field) in [("chat", chat, 0), ("push", push, 1)] {
+    type Pick = fn(&InstanceProcess) -> SocketAddr;
+    let backends: [(&str, u16, Pick, bool); 5] = [
+        ("chat", chat, |i| i.chat, false),
+        ("push", push, |i| i.push, false),
+        // Lesson 6 with each instance's own feed, spread freely...
+        ("lp-local", lp_local, |i| i.lp_local, false),
+        // ...the same, each client pinned to one instance by a cookie...
+        ("lp-sticky", lp_sticky, |i| i.lp_local, true),
+        // ...and the feed in Redis, spread freely.
+        ("lp-shared", lp_shared, |i| i.lp_shared, false),
+    ];
+    for (what, port, pick, sticky) in backends {
         let _ = write!(
             cfg,
             "
@@ -317,9 +336,16 @@ backend {what}
     balance roundrobin
 "
         );
+        if sticky {
+            // HAProxy adds `Set-Cookie: SERVERID=<name>` to the first
+            // answer and sends every request that carries it back to that
+            // server (`indirect`: the server never sees the cookie;
+            // `nocache`: no shared cache keeps one client's cookie for all).
+            cfg.push_str("    cookie SERVERID insert indirect nocache\n");
+        }
         for i in instances {
-            let addr = if field == 0 { i.chat } else { i.push };
-            let _ = writeln!(cfg, "    server {} {addr} check", i.name);
+            let cookie = if sticky { format!(" cookie {}", i.name) } else { String::new() };
+            let _ = writeln!(cfg, "    server {} {} check{cookie}", i.name, pick(i));
         }
     }
     let _ = write!(
@@ -343,13 +369,18 @@ pub struct Haproxy {
     pub chat: SocketAddr,
     pub push: SocketAddr,
     pub stats: SocketAddr,
+    /// Lesson 6's long polling: own feeds, own feeds with cookie
+    /// stickiness, the feed in Redis.
+    pub lp_local: SocketAddr,
+    pub lp_sticky: SocketAddr,
+    pub lp_shared: SocketAddr,
     pub config: PathBuf,
 }
 
 impl Haproxy {
     pub fn start(
         dir: &Path,
-        ports: Option<[u16; 3]>,
+        ports: Option<[u16; 6]>,
         instances: &[InstanceProcess],
     ) -> anyhow::Result<Self> {
         // Free ports may be taken by someone else before HAProxy binds
@@ -359,7 +390,13 @@ impl Haproxy {
         for _ in 0..attempts {
             let ports = match ports {
                 Some(p) => p,
-                None => [free_port()?, free_port()?, free_port()?],
+                None => {
+                    let mut p = [0; 6];
+                    for port in &mut p {
+                        *port = free_port()?;
+                    }
+                    p
+                }
             };
             match Self::start_on(dir, ports, instances) {
                 Ok(h) => return Ok(h),
@@ -371,12 +408,12 @@ impl Haproxy {
 
     fn start_on(
         dir: &Path,
-        [chat, push, stats]: [u16; 3],
+        ports: [u16; 6],
         instances: &[InstanceProcess],
     ) -> anyhow::Result<Self> {
         let program = find_program("haproxy").context("haproxy not found")?;
         let config = dir.join("haproxy.cfg");
-        std::fs::write(&config, haproxy_config(chat, push, stats, instances))?;
+        std::fs::write(&config, haproxy_config(ports, instances))?;
         let log = std::fs::File::create(dir.join("haproxy.log"))?;
         let child = Command::new(program)
             .arg("-f")
@@ -389,10 +426,11 @@ impl Haproxy {
             .context("spawning haproxy")?;
         let mut part = Part { name: "haproxy".into(), child, _stdin: None };
         let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
-        for port in [chat, push, stats] {
+        for port in ports {
             wait_listening(&mut part, at(port))?;
         }
-        Ok(Self { part, chat: at(chat), push: at(push), stats: at(stats), config })
+        let [chat, push, stats, lp_local, lp_sticky, lp_shared] = ports.map(at);
+        Ok(Self { part, chat, push, stats, lp_local, lp_sticky, lp_shared, config })
     }
 }
 
@@ -411,15 +449,22 @@ pub struct Cluster {
 impl Cluster {
     /// Starts everything. `exe` is this crate's binary (`current_exe()` in
     /// main, `env!("CARGO_BIN_EXE_scale-out")` in tests); `ports` fixes
-    /// HAProxy's chat, push and stats ports (`serve`), else free ones.
-    pub fn start(exe: &Path, instances: usize, ports: Option<[u16; 3]>) -> anyhow::Result<Self> {
+    /// HAProxy's ports (`serve`: chat, push, stats, and the three long-poll
+    /// frontends), else free ones are used; `args` go on each instance's
+    /// command line.
+    pub fn start(
+        exe: &Path,
+        instances: usize,
+        ports: Option<[u16; 6]>,
+        args: &[String],
+    ) -> anyhow::Result<Self> {
         if let Some(missing) = missing_programs() {
             bail!(missing);
         }
         let dir = TempDir::new("scale-out")?;
         let redis = Redis::start(dir.path())?;
         let instances = (1..=instances)
-            .map(|n| InstanceProcess::start(exe, &redis.url(), &format!("i{n}")))
+            .map(|n| InstanceProcess::start(exe, &redis.url(), &format!("i{n}"), args))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let haproxy = Haproxy::start(dir.path(), ports, &instances)?;
         Ok(Self { haproxy, instances, redis, dir })

@@ -27,7 +27,7 @@ async fn kill_9_one_instance_push_is_exactly_once_and_chat_at_most_once() {
         return;
     }
     let exe = exe();
-    let mut cluster = tokio::task::spawn_blocking(move || Cluster::start(&exe, 3, None))
+    let mut cluster = tokio::task::spawn_blocking(move || Cluster::start(&exe, 3, None, &[]))
         .await
         .expect("join")
         .expect("Redis, 3 instances, HAProxy");
