@@ -487,3 +487,68 @@ impl Publisher for StreamPublisher {
         })
     }
 }
+
+/// What one instance process is told on its command line: `scale-out
+/// instance ...`, or any program that embeds [`run_instance`] (the bench).
+#[derive(Debug, Clone, clap::Args)]
+pub struct InstanceArgs {
+    /// Redis to join, `redis://127.0.0.1:PORT`.
+    #[arg(long)]
+    pub redis: String,
+    /// This instance's name (its presence key, HAProxy's server name).
+    #[arg(long, default_value = "i1")]
+    pub name: String,
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub chat: std::net::SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub push: std::net::SocketAddr,
+    /// How long a long poll with nothing new is held (lesson 6's hold).
+    #[arg(long, default_value_t = long_poll::HOLD.as_millis() as u64)]
+    pub hold_ms: u64,
+    /// Lift lesson 8's per-client send limit: for `bench scale-out` only,
+    /// which measures the fan-out, not the limit (as `bench chat` does).
+    #[arg(long)]
+    pub unlimited_send: bool,
+}
+
+/// One instance process: joins Redis, listens on loopback, prints `ready
+/// chat=ADDR push=ADDR lp-local=ADDR lp-shared=ADDR` (what
+/// [`parts::InstanceProcess`] waits for), and serves until Ctrl-C or until
+/// its standard input ends: the parent holds it open, so an instance whose
+/// parent died stops too.
+pub async fn run_instance(args: InstanceArgs) -> anyhow::Result<()> {
+    let token = harness::ctrl_c_token();
+    let orphaned = token.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        orphaned.cancel();
+    });
+    let mut chat = websocket_chat::Config::default();
+    if args.unlimited_send {
+        (chat.send_rate, chat.send_burst) = (u32::MAX, u32::MAX);
+    }
+    let (redis, push) = (&args.redis, push_notifications::Config::default());
+    let inst = Instance::start(redis, &args.name, chat, push, token.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Redis at {redis}: {e}"))?;
+    let chat = TcpListener::bind(args.chat).await?;
+    let push = TcpListener::bind(args.push).await?;
+    // Lesson 6's long polling, with this instance's own feed and with the
+    // shared one, on ports of their own (HAProxy decides who reaches which).
+    let lp_local = TcpListener::bind("127.0.0.1:0").await?;
+    let lp_shared = TcpListener::bind("127.0.0.1:0").await?;
+    println!(
+        "ready chat={} push={} lp-local={} lp-shared={}",
+        chat.local_addr()?,
+        push.local_addr()?,
+        lp_local.local_addr()?,
+        lp_shared.local_addr()?
+    );
+    let hold = Duration::from_millis(args.hold_ms);
+    let (a, b) = tokio::join!(
+        inst.serve(chat, push, token.clone()),
+        inst.serve_long_poll(lp_local, lp_shared, hold, token)
+    );
+    a.and(b)?;
+    Ok(())
+}

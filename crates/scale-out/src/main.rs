@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use push_notifications::client::{self as push_client, Event};
-use scale_out::Instance;
-use scale_out::parts::{self, Cluster};
-use tokio::net::TcpListener;
+use scale_out::parts::{self, Cluster, Launcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use websocket_chat::client::{self as chat_client, Backoff};
@@ -34,21 +32,9 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         instances: usize,
     },
-    /// One instance (the others start it): prints `ready chat=ADDR push=ADDR`,
+    /// One instance (the others start it): prints `ready chat=ADDR push=ADDR ...`,
     /// and runs until Ctrl-C or until its standard input ends.
-    Instance {
-        #[arg(long)]
-        redis: String,
-        #[arg(long, default_value = "i1")]
-        name: String,
-        #[arg(long, default_value = "127.0.0.1:0")]
-        chat: SocketAddr,
-        #[arg(long, default_value = "127.0.0.1:0")]
-        push: SocketAddr,
-        /// How long a long poll with nothing new is held (lesson 6's hold).
-        #[arg(long, default_value_t = scale_out::long_poll::HOLD.as_millis() as u64)]
-        hold_ms: u64,
-    },
+    Instance(scale_out::InstanceArgs),
 }
 
 /// HAProxy's ports for `serve`: chat, push, stats, and lesson 6's long
@@ -67,9 +53,7 @@ async fn main() -> ExitCode {
     harness::init_logging_at("warn");
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Cmd::Instance { redis, name, chat, push, hold_ms }) => {
-            instance(&redis, &name, chat, push, Duration::from_millis(hold_ms)).await
-        }
+        Some(Cmd::Instance(args)) => scale_out::run_instance(args).await,
         other => {
             if let Some(missing) = parts::missing_programs() {
                 eprintln!("{missing}");
@@ -101,50 +85,14 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn instance(
-    redis: &str,
-    name: &str,
-    chat: SocketAddr,
-    push: SocketAddr,
-    hold: Duration,
-) -> anyhow::Result<()> {
-    let token = harness::ctrl_c_token();
-    // The parent holds our stdin open; when it ends (the parent died), so do we.
-    let orphaned = token.clone();
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-        orphaned.cancel();
-    });
-    let inst = Instance::start(redis, name, Default::default(), Default::default(), token.clone())
-        .await
-        .with_context(|| format!("connecting to Redis at {redis}"))?;
-    let (chat, push) = (TcpListener::bind(chat).await?, TcpListener::bind(push).await?);
-    // Lesson 6's long polling, with this instance's own feed and with the
-    // shared one, on ports of their own (HAProxy decides who reaches which).
-    let lp_local = TcpListener::bind("127.0.0.1:0").await?;
-    let lp_shared = TcpListener::bind("127.0.0.1:0").await?;
-    println!(
-        "ready chat={} push={} lp-local={} lp-shared={}",
-        chat.local_addr()?,
-        push.local_addr()?,
-        lp_local.local_addr()?,
-        lp_shared.local_addr()?
-    );
-    let (a, b) = tokio::join!(
-        inst.serve(chat, push, token.clone()),
-        inst.serve_long_poll(lp_local, lp_shared, hold, token)
-    );
-    a.and(b)?;
-    Ok(())
-}
-
 fn exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("finding this program, to start instances of it")
 }
 
 async fn start(instances: usize, ports: Option<[u16; 6]>) -> anyhow::Result<Cluster> {
     let exe = exe()?;
-    tokio::task::spawn_blocking(move || Cluster::start(&exe, instances, ports, &[])).await?
+    let launcher = Launcher::this_crate(exe);
+    tokio::task::spawn_blocking(move || Cluster::start(&launcher, instances, ports)).await?
 }
 
 /// Cancelled by Ctrl-C and, on Unix, by SIGTERM (what `kill PID` and

@@ -231,8 +231,31 @@ impl Redis {
     }
 }
 
-/// One instance: this crate's own binary as `scale-out instance`, which
-/// prints where it listens once it does.
+/// How to start an instance: a program and the arguments that make it one
+/// (`scale-out instance`; the bench runs its own binary the same way, as
+/// `bench scale-out --instance`), before `--redis URL --name NAME`, and any
+/// arguments after them (`--hold-ms 200`).
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    pub program: PathBuf,
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+}
+
+impl Launcher {
+    /// This crate's binary at `exe`, as `exe instance`.
+    pub fn this_crate(exe: PathBuf) -> Self {
+        Self { program: exe, before: vec!["instance".into()], after: Vec::new() }
+    }
+
+    /// The same, with `args` after the rest.
+    pub fn with(mut self, args: &[&str]) -> Self {
+        self.after.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+}
+
+/// One instance process, which prints where it listens once it does.
 #[derive(Debug)]
 pub struct InstanceProcess {
     pub part: Part,
@@ -248,16 +271,16 @@ pub struct InstanceProcess {
 impl InstanceProcess {
     /// Starts `exe instance --redis URL --name NAME` and reads its `ready`
     /// line: `ready chat=ADDR push=ADDR lp-local=ADDR lp-shared=ADDR`.
-    /// `args` go on its command line too (`--hold-ms 200`, say).
-    pub fn start(exe: &Path, redis_url: &str, name: &str, args: &[String]) -> anyhow::Result<Self> {
-        let mut child = Command::new(exe)
-            .args(["instance", "--redis", redis_url, "--name", name])
-            .args(args)
+    pub fn start(launcher: &Launcher, redis_url: &str, name: &str) -> anyhow::Result<Self> {
+        let mut child = Command::new(&launcher.program)
+            .args(&launcher.before)
+            .args(["--redis", redis_url, "--name", name])
+            .args(&launcher.after)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("spawning {}", exe.display()))?;
+            .with_context(|| format!("spawning {}", launcher.program.display()))?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("instance stdout")?;
         let part = Part { name: name.to_owned(), child, _stdin: stdin };
@@ -447,16 +470,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts everything. `exe` is this crate's binary (`current_exe()` in
-    /// main, `env!("CARGO_BIN_EXE_scale-out")` in tests); `ports` fixes
-    /// HAProxy's ports (`serve`: chat, push, stats, and the three long-poll
-    /// frontends), else free ones are used; `args` go on each instance's
-    /// command line.
+    /// Starts everything. `launcher` starts an instance (this crate's
+    /// binary: `current_exe()` in main, `env!("CARGO_BIN_EXE_scale-out")` in
+    /// tests); `ports` fixes HAProxy's ports (`serve`: chat, push, stats,
+    /// and the three long-poll frontends), else free ones are used.
     pub fn start(
-        exe: &Path,
+        launcher: &Launcher,
         instances: usize,
         ports: Option<[u16; 6]>,
-        args: &[String],
     ) -> anyhow::Result<Self> {
         if let Some(missing) = missing_programs() {
             bail!(missing);
@@ -464,7 +485,7 @@ impl Cluster {
         let dir = TempDir::new("scale-out")?;
         let redis = Redis::start(dir.path())?;
         let instances = (1..=instances)
-            .map(|n| InstanceProcess::start(exe, &redis.url(), &format!("i{n}"), args))
+            .map(|n| InstanceProcess::start(launcher, &redis.url(), &format!("i{n}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let haproxy = Haproxy::start(dir.path(), ports, &instances)?;
         Ok(Self { haproxy, instances, redis, dir })

@@ -2,8 +2,8 @@
 //! instances, and a slow client on one instance. The instances run in this
 //! test's process (their counters are what the test reads); Redis is real.
 
-use harness::ws::{Frame, RawWs, opcode};
 use harness::eventually;
+use harness::ws::{Frame, RawWs, opcode};
 use scale_out::Instance;
 use scale_out::parts::{Redis, TempDir};
 use serde_json::json;

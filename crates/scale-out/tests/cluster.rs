@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use harness::{eventually, within};
 use redis::AsyncCommands as _;
-use scale_out::parts::Cluster;
+use scale_out::parts::{Cluster, Launcher};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -27,10 +27,11 @@ async fn kill_9_one_instance_push_is_exactly_once_and_chat_at_most_once() {
         return;
     }
     let exe = exe();
-    let mut cluster = tokio::task::spawn_blocking(move || Cluster::start(&exe, 3, None, &[]))
-        .await
-        .expect("join")
-        .expect("Redis, 3 instances, HAProxy");
+    let mut cluster =
+        tokio::task::spawn_blocking(move || Cluster::start(&Launcher::this_crate(exe), 3, None))
+            .await
+            .expect("join")
+            .expect("Redis, 3 instances, HAProxy");
     let push_url = |addr| format!("ws://{addr}/ws");
     let via_proxy = cluster.push_url();
     let stop = CancellationToken::new();

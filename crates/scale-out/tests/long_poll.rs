@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use feed::http::Poll;
-use scale_out::parts::Cluster;
+use scale_out::parts::{Cluster, Launcher};
 
 mod common;
 use common::*;
@@ -17,8 +17,8 @@ const HOLD_MS: &str = "300";
 
 async fn two_instances() -> Cluster {
     let exe = exe();
-    let args = vec!["--hold-ms".to_owned(), HOLD_MS.to_owned()];
-    tokio::task::spawn_blocking(move || Cluster::start(&exe, 2, None, &args))
+    let launcher = Launcher::this_crate(exe).with(&["--hold-ms", HOLD_MS]);
+    tokio::task::spawn_blocking(move || Cluster::start(&launcher, 2, None))
         .await
         .expect("join")
         .expect("Redis, 2 instances, HAProxy")
