@@ -69,15 +69,15 @@ pub struct Args {
 const BROWSER_CONNECTIONS: usize = 6;
 
 /// The most a benchmark body may be: 64 MiB.
-const MAX_BODY: usize = 64 << 20;
+pub(crate) const MAX_BODY: usize = 64 << 20;
 
 /// The client's windows for the benchmark: big enough not to be the
 /// bottleneck on a 50 ms link (16 MiB a stream, 64 MiB the connection), as a
 /// browser's are.
-const WINDOWS: Windows = Windows { stream: 16 << 20, connection: 64 << 20 };
+pub(crate) const WINDOWS: Windows = Windows { stream: 16 << 20, connection: 64 << 20 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Page {
+pub(crate) enum Page {
     Pipelined,
     SixConnections,
     H2,
@@ -86,7 +86,7 @@ enum Page {
 impl Page {
     const ALL: [Page; 3] = [Page::Pipelined, Page::SixConnections, Page::H2];
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Page::Pipelined => "HTTP/1.1 pipelined, 1 connection",
             Page::SixConnections => "HTTP/1.1, 6 connections",
@@ -184,12 +184,19 @@ async fn report(args: Args, net: &Net) -> Result<()> {
 }
 
 fn page(args: &Args) -> Vec<String> {
-    let mut paths = vec![format!("/slow?ms={}", args.slow_ms)];
-    for i in 1..args.requests {
-        paths.push(if args.kb == 0 {
+    page_paths(args.requests, args.slow_ms, args.kb)
+}
+
+/// The page: `requests` paths, the first `/slow?ms=slow_ms`, the others
+/// `kb` KiB each (or lesson 4's `/resource/N` with `kb` 0). `bench http3`
+/// fetches the same page.
+pub(crate) fn page_paths(requests: usize, slow_ms: u64, kb: u64) -> Vec<String> {
+    let mut paths = vec![format!("/slow?ms={slow_ms}")];
+    for i in 1..requests {
+        paths.push(if kb == 0 {
             format!("/resource/{i}")
         } else {
-            format!("/large?kb={}&n={i}", args.kb)
+            format!("/large?kb={kb}&n={i}")
         });
     }
     paths
@@ -197,7 +204,11 @@ fn page(args: &Args) -> Vec<String> {
 
 /// Fetches `paths` the way `mode` says, and returns each request's
 /// completion time from the start, in request order.
-async fn fetch_page(addr: SocketAddr, mode: Page, paths: &[String]) -> Result<Vec<Duration>> {
+pub(crate) async fn fetch_page(
+    addr: SocketAddr,
+    mode: Page,
+    paths: &[String],
+) -> Result<Vec<Duration>> {
     let start = Instant::now();
     let mut done = vec![Duration::ZERO; paths.len()];
     match mode {
@@ -241,25 +252,34 @@ async fn fetch_page(addr: SocketAddr, mode: Page, paths: &[String]) -> Result<Ve
         }
         Page::H2 => {
             let h2 = connect(addr).await?;
-            // Every request queued first, then awaited, as a browser does:
-            // their HEADERS frames leave together (see `H2::send_get`).
-            let mut responses = Vec::new();
-            for path in paths {
-                responses.push(h2.send_get(path).await?);
-            }
-            let mut tasks = Vec::new();
-            for (i, response) in responses.into_iter().enumerate() {
-                tasks.push(tokio::spawn(async move {
-                    let a = client::read_answer(response, MAX_BODY).await?;
-                    anyhow::ensure!(a.status == 200, "status {}", a.status);
-                    anyhow::Ok((i, start.elapsed()))
-                }));
-            }
-            for t in tasks {
-                let (i, at) = t.await.context("a stream task panicked")??;
-                done[i] = at;
-            }
+            done = h2_page(&h2, paths, start).await?;
         }
+    }
+    Ok(done)
+}
+
+/// The page as streams on the open connection `h2`: each request's
+/// completion time from `start`, in request order. `bench http3` calls it
+/// on an HTTP/2 connection over TLS.
+pub(crate) async fn h2_page(h2: &H2, paths: &[String], start: Instant) -> Result<Vec<Duration>> {
+    let mut done = vec![Duration::ZERO; paths.len()];
+    // Every request queued first, then awaited, as a browser does:
+    // their HEADERS frames leave together (see `H2::send_get`).
+    let mut responses = Vec::new();
+    for path in paths {
+        responses.push(h2.send_get(path).await?);
+    }
+    let mut tasks = Vec::new();
+    for (i, response) in responses.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let a = client::read_answer(response, MAX_BODY).await?;
+            anyhow::ensure!(a.status == 200, "status {}", a.status);
+            anyhow::Ok((i, start.elapsed()))
+        }));
+    }
+    for t in tasks {
+        let (i, at) = t.await.context("a stream task panicked")??;
+        done[i] = at;
     }
     Ok(done)
 }

@@ -9,8 +9,15 @@
 //! protocol stack: QUIC's encryption and acknowledgements in user space
 //! against TCP's in the kernel and TLS-less h2c.
 //!
-//! Not written yet: the loss table through netlab (50 ms, 0/1/3% loss,
-//! HTTP/3 against HTTP/2 and HTTP/1.1 on six connections); chapter 15 says so.
+//! With `--link rtt=50ms` (root: see [`crate::link`]) it prints instead
+//! chapter 15's loss table: for each of `--losses` (default 0, 1 and 3%) a
+//! fresh netlab link with that loss each way, the servers on its far side,
+//! and lesson 14's two pages fetched `--runs` times each way: HTTP/3 on one
+//! QUIC connection, HTTP/2 on one TCP connection over TLS (QUIC always
+//! encrypts, so the fair peer is h2, not h2c), and HTTP/1.1 on six
+//! connections in clear text (lesson 14's HTTP/1.1 reader speaks plain TCP
+//! only; TLS would add one round trip to each of the six, in parallel).
+//! Every fetch is new connections, handshake included, and has a deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,8 +25,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
+use crate::http2::{MAX_BODY, Page, WINDOWS, fetch_page, h2_page, page_paths};
+use crate::link::{LinkSpec, Net};
 use crate::stats::{ms, percentile, rate};
 
 /// Options of the http3 report.
@@ -31,10 +41,28 @@ pub struct Args {
     /// Seconds each cell runs.
     #[arg(long, default_value_t = 3.0)]
     pub secs: f64,
+    /// Print the loss table instead: the servers on the far side of a
+    /// netlab link with this RTT, e.g. `rtt=50ms` (needs root). Its loss is
+    /// replaced by each of `--losses`.
+    #[arg(long, value_parser = crate::link::parse_spec)]
+    pub link: Option<LinkSpec>,
+    /// Loss rates of the loss table, in percent each way, one link each.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,3")]
+    pub losses: Vec<f64>,
+    /// Fetches of each page per protocol and loss rate: completion times
+    /// pooled over them, the page time reported as their median.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// How long the first (slow) request of each page takes, in ms.
+    #[arg(long, default_value_t = 200)]
+    pub slow_ms: u64,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(report(args))
+    match &args.link {
+        None => tokio::runtime::Runtime::new()?.block_on(report(args)),
+        Some(spec) => loss_table(&args, spec),
+    }
 }
 
 async fn report(args: Args) -> Result<()> {
@@ -141,4 +169,244 @@ fn line(n: usize, name: &str, r: f64, mut lat: Vec<Duration>) {
         ms(percentile(&mut lat, 50.0).unwrap_or_default()),
         ms(percentile(&mut lat, 99.0).unwrap_or_default()),
     );
+}
+
+/// Lesson 14's two pages through the link: (requests, KiB each). 100 small
+/// resources, where HTTP/2 beat six connections at every loss rate, and 13
+/// of 256 KiB, where the transfer is the cost and HTTP/2 lost its lead
+/// between 0 and 1% loss (chapter 14).
+const PAGES: [(usize, u64); 2] = [(100, 16), (13, 256)];
+
+/// The most one fetch of a page may take. At 50 ms and 3% loss a page takes
+/// a second or two; a minute means something is stuck, and the report ends
+/// with an error rather than hanging.
+const PAGE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The client's flow-control windows, as large as bench http2's HTTP/2
+/// client's ([`WINDOWS`]), so that neither protocol is held by its windows.
+fn client_windows() -> http3::Config {
+    http3::Config {
+        stream_window: WINDOWS.stream,
+        connection_window: WINDOWS.connection,
+        ..http3::Config::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    H3Cubic,
+    H3Bbr,
+    H2Tls,
+    H1Six,
+}
+
+impl Proto {
+    const ALL: [Proto; 4] = [Proto::H3Cubic, Proto::H3Bbr, Proto::H2Tls, Proto::H1Six];
+
+    fn name(self) -> &'static str {
+        match self {
+            Proto::H3Cubic => "HTTP/3, 1 QUIC conn, quinn Cubic",
+            Proto::H3Bbr => "HTTP/3, 1 QUIC conn, quinn BBR",
+            Proto::H2Tls => "HTTP/2 + TLS, 1 TCP connection",
+            Proto::H1Six => Page::SixConnections.name(),
+        }
+    }
+}
+
+/// One protocol's fetches of one page at one loss rate.
+struct Cell {
+    page: usize,
+    proto: Proto,
+    /// Every request's completion time, pooled over the runs.
+    done: Vec<Duration>,
+    /// Each run's page time (its last completion).
+    pages: Vec<Duration>,
+}
+
+fn loss_table(args: &Args, base: &LinkSpec) -> Result<()> {
+    anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    println!(
+        "http3 loss table: the servers behind a netlab link, RTT {:?}; pages: {}; the first request \
+         of each is /slow?ms={}; {} fetch(es) per cell, each on new connections",
+        base.rtt,
+        PAGES.map(|(n, kb)| format!("{n} x {kb} KiB")).join(" and "),
+        args.slow_ms,
+        args.runs
+    );
+    println!(
+        "{:<12} {:>5} {:<34} {:>8} {:>8} {:>10} {:>15}",
+        "page", "loss", "protocol", "p50 ms", "p99 ms", "page (med)", "page min-max"
+    );
+    for &loss in &args.losses {
+        anyhow::ensure!((0.0..100.0).contains(&loss), "loss {loss}% is not a percentage below 100");
+        let spec = LinkSpec { loss: loss / 100.0, ..base.clone() };
+        let net = Net::start(Some(&spec))?;
+        if loss == args.losses[0] {
+            // TCP's congestion control is the kernel's, per namespace; the
+            // server side sends the pages, so its setting is the one that counts.
+            let tcp_cc = net.on_server(|| {
+                std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            })??;
+            println!("TCP congestion control on the server side: {}", tcp_cc.trim());
+        }
+        let here = Arc::clone(&net);
+        let (slow_ms, runs) = (args.slow_ms, args.runs);
+        let mut cells = net.on_client(move || {
+            tokio::runtime::Runtime::new()?.block_on(link_cells(&here, slow_ms, runs))
+        })??;
+        for (page, (n, kb)) in PAGES.iter().enumerate() {
+            let mut totals = Vec::new();
+            for cell in cells.iter_mut().filter(|c| c.page == page) {
+                cell.pages.sort();
+                let med = cell.pages[cell.pages.len() / 2];
+                println!(
+                    "{:<12} {:>4}% {:<34} {:>8} {:>8} {:>10} {:>15}",
+                    format!("{n} x {kb} KiB"),
+                    loss,
+                    cell.proto.name(),
+                    ms(percentile(&mut cell.done, 50.0).unwrap_or_default()),
+                    ms(percentile(&mut cell.done, 99.0).unwrap_or_default()),
+                    ms(med),
+                    format!("{}-{}", ms(cell.pages[0]), ms(cell.pages[cell.pages.len() - 1])),
+                );
+                totals.push(med);
+            }
+            let ratio =
+                |a: usize, b: usize| totals[a].as_secs_f64() / totals[b].as_secs_f64().max(1e-9);
+            println!(
+                "{:<18} page time, HTTP/3 Cubic / BBR against HTTP/2: {:.2}x / {:.2}x, \
+                 against HTTP/1.1 x6: {:.2}x / {:.2}x (below 1: HTTP/3 is quicker)",
+                "",
+                ratio(0, 2),
+                ratio(1, 2),
+                ratio(0, 3),
+                ratio(1, 3)
+            );
+        }
+        if let Some(counters) = net.counters() {
+            println!("{}", counters.replace('\n', "; "));
+        }
+    }
+    Ok(())
+}
+
+/// Starts the three servers on the server side of `net` and fetches both
+/// pages `runs` times with each protocol, from here (the client side).
+async fn link_cells(net: &Net, slow_ms: u64, runs: usize) -> Result<Vec<Cell>> {
+    let token = CancellationToken::new();
+    let ca = tls::certs::Ca::new("bench http3 CA")?;
+    let cert = ca.server_cert()?;
+    let ip = net.server_ip();
+    // Lesson 15's server twice: with quinn's default congestion controller
+    // and with its BBR (the server sends nearly every byte of a page).
+    let mut h3_servers = Vec::new();
+    let mut h3_addrs = Vec::new();
+    for congestion in [http3::Congestion::Cubic, http3::Congestion::Bbr] {
+        let config = http3::Config { congestion, ..http3::Config::default() };
+        let udp = net.on_server(move || std::net::UdpSocket::bind((ip, 0)))??;
+        h3_addrs.push(udp.local_addr()?);
+        let endpoint = http3::endpoint_on(udp, &cert, &config)?;
+        let stats = Arc::new(http3::Stats::default());
+        h3_servers.push(tokio::spawn(http3::serve(endpoint, config, stats, token.clone())));
+    }
+    // Lesson 14's server twice: over TLS (ALPN h2) and in clear text.
+    let mut h2_servers = Vec::new();
+    let mut addrs = Vec::new();
+    for tls in [Some(http2::tls_config(&cert)?), None] {
+        let listener = net.listener()?;
+        addrs.push(listener.local_addr()?);
+        h2_servers.push(tokio::spawn(http2::serve(
+            listener,
+            tls,
+            http2::Config::default(),
+            Arc::new(http2::Stats::default()),
+            token.clone(),
+        )));
+    }
+    let (h2_addr, h1_addr) = (addrs[0], addrs[1]);
+    let client = http3::client::endpoint_at(
+        SocketAddr::from(([0, 0, 0, 0], 0)),
+        http3::client::client_config_with(ca.roots(), &client_windows())?,
+    )?;
+    let mut tls = (*tls::client::client_config(ca.roots())).clone();
+    tls.alpn_protocols = vec![http2::ALPN_H2.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+
+    let mut cells = Vec::new();
+    for (page, &(n, kb)) in PAGES.iter().enumerate() {
+        let paths = page_paths(n, slow_ms, kb);
+        for proto in Proto::ALL {
+            let mut cell = Cell { page, proto, done: Vec::new(), pages: Vec::new() };
+            for _ in 0..runs {
+                let fetch = async {
+                    match proto {
+                        Proto::H3Cubic => h3_fetch(&client, h3_addrs[0], &paths).await,
+                        Proto::H3Bbr => h3_fetch(&client, h3_addrs[1], &paths).await,
+                        Proto::H2Tls => h2_tls_fetch(&connector, h2_addr, &paths).await,
+                        Proto::H1Six => fetch_page(h1_addr, Page::SixConnections, &paths).await,
+                    }
+                };
+                let times = timeout(PAGE_DEADLINE, fetch)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no page within {PAGE_DEADLINE:?}"))
+                    .and_then(|r| r)
+                    .with_context(|| format!("{} x {kb} KiB, {}", n, proto.name()))?;
+                cell.pages.push(times.iter().copied().max().unwrap_or_default());
+                cell.done.extend(times);
+            }
+            cells.push(cell);
+        }
+    }
+    client.close(http3::H3_NO_ERROR, b"bench done");
+    token.cancel();
+    for s in h3_servers {
+        s.await.context("an HTTP/3 server task")??;
+    }
+    for s in h2_servers {
+        s.await.context("an HTTP/2 server task")??;
+    }
+    Ok(cells)
+}
+
+/// The page as streams on a new QUIC connection: completion times from
+/// before the handshake, in request order.
+async fn h3_fetch(
+    client: &http3::quinn::Endpoint,
+    addr: SocketAddr,
+    paths: &[String],
+) -> Result<Vec<Duration>> {
+    let start = Instant::now();
+    let h3 = http3::client::connect(client, addr).await?;
+    let mut tasks = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let (sender, path) = (h3.clone_sender(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let a = sender.get(&path, MAX_BODY).await?;
+            anyhow::ensure!(a.status == 200, "status {}", a.status);
+            anyhow::Ok((i, start.elapsed()))
+        }));
+    }
+    let mut done = vec![Duration::ZERO; paths.len()];
+    for t in tasks {
+        let (i, at) = t.await.context("a stream task panicked")??;
+        done[i] = at;
+    }
+    h3.close();
+    Ok(done)
+}
+
+/// The page as streams on a new HTTP/2 connection over TLS 1.3 (lesson
+/// 13's client settings, ALPN h2): times from before the TCP handshake.
+async fn h2_tls_fetch(
+    connector: &tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+    paths: &[String],
+) -> Result<Vec<Duration>> {
+    let start = Instant::now();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let tls = connector.connect(name, tcp).await?;
+    let h2 = http2::client::handshake(tls, format!("localhost:{}", addr.port()), WINDOWS).await?;
+    h2_page(&h2, paths, start).await
 }

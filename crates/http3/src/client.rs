@@ -16,10 +16,20 @@ use crate::{ALPN_H3, Config, H3_NO_ERROR, limits};
 
 /// Lesson 13's client TLS settings trusting `roots`, with ALPN `h3`, for QUIC.
 pub fn client_config(roots: Arc<rustls::RootCertStore>) -> anyhow::Result<quinn::ClientConfig> {
+    client_config_with(roots, &Config::default())
+}
+
+/// [`client_config`] announcing `settings`' windows: the benchmark gives the
+/// client a browser's large windows, so that on a 50 ms link flow control
+/// is not what it measures.
+pub fn client_config_with(
+    roots: Arc<rustls::RootCertStore>,
+    settings: &Config,
+) -> anyhow::Result<quinn::ClientConfig> {
     let mut tls = (*tls::client::client_config(roots)).clone();
     tls.alpn_protocols = vec![ALPN_H3.to_vec()];
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    let mut transport = crate::transport(&Config::default());
+    let mut transport = crate::transport(settings);
     // The client keeps an idle connection alive; the server never does.
     transport.keep_alive_interval(Some(limits::KEEP_ALIVE));
     config.transport_config(Arc::new(transport));
@@ -28,8 +38,17 @@ pub fn client_config(roots: Arc<rustls::RootCertStore>) -> anyhow::Result<quinn:
 
 /// A client endpoint on an ephemeral loopback port, trusting `roots`.
 pub fn endpoint(roots: Arc<rustls::RootCertStore>) -> anyhow::Result<quinn::Endpoint> {
-    let mut endpoint = quinn::Endpoint::client(loopback_any_port())?;
-    endpoint.set_default_client_config(client_config(roots)?);
+    endpoint_at(loopback_any_port(), client_config(roots)?)
+}
+
+/// A client endpoint on `bind` (0.0.0.0:0 on the client side of a netlab
+/// link, whose address is not loopback) with `config`.
+pub fn endpoint_at(
+    bind: SocketAddr,
+    config: quinn::ClientConfig,
+) -> anyhow::Result<quinn::Endpoint> {
+    let mut endpoint = quinn::Endpoint::client(bind)?;
+    endpoint.set_default_client_config(config);
     Ok(endpoint)
 }
 

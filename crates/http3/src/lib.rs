@@ -50,7 +50,9 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use limits::{ADDR, ALPN_H3, Config, Stats};
+pub use limits::{ADDR, ALPN_H3, Config, Congestion, Stats};
+/// quinn, for callers (the benchmark) that name its endpoint type.
+pub use quinn;
 
 /// HTTP/3's "no error" (RFC 9114 8.1): what a connection closed on purpose
 /// says in its CONNECTION_CLOSE.
@@ -300,6 +302,9 @@ pub fn transport(config: &Config) -> quinn::TransportConfig {
             quinn::IdleTimeout::try_from(config.idle_timeout)
                 .expect("an idle timeout of a few seconds fits QUIC's varint"),
         ));
+    if config.congestion == Congestion::Bbr {
+        t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    }
     t
 }
 
@@ -323,4 +328,22 @@ pub fn endpoint(
     config: &Config,
 ) -> anyhow::Result<quinn::Endpoint> {
     Ok(quinn::Endpoint::server(server_config(cert, config)?, addr)?)
+}
+
+/// A server endpoint on a UDP socket bound elsewhere: the benchmark binds it
+/// on the server side of a netlab link and serves from the client side's
+/// runtime (a socket stays in the namespace it was made in).
+pub fn endpoint_on(
+    socket: std::net::UdpSocket,
+    cert: &tls::certs::ServerCert,
+    config: &Config,
+) -> anyhow::Result<quinn::Endpoint> {
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| anyhow::anyhow!("quinn needs to run inside a tokio runtime"))?;
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server_config(cert, config)?),
+        socket,
+        runtime,
+    )?)
 }
