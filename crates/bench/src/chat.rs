@@ -231,7 +231,7 @@ fn ratio_line(n: usize, ours: &Summary, peer: &Summary) -> String {
     )
 }
 
-fn print_row(name: &str, n: usize, r: &Outcome) {
+pub(crate) fn print_row(name: &str, n: usize, r: &Outcome) {
     println!(
         "{name:<6} {n:>5} clients: {:>7} messages, {:>9} deliveries in {:.2} s = {:>9.0} \
          deliveries/s, server CPU {:.2} us/delivery ({:.2} s); latency p50 {} us, p99 {} us, \
@@ -258,7 +258,7 @@ fn print_row(name: &str, n: usize, r: &Outcome) {
 }
 
 /// This binary as `bench chat --serve`.
-fn ours_command() -> anyhow::Result<Command> {
+pub(crate) fn ours_command() -> anyhow::Result<Command> {
     let mut command = Command::new(std::env::current_exe().context("this program's path")?);
     command.args(["chat", "--serve"]);
     Ok(command)
@@ -342,12 +342,12 @@ fn same_ws(manifest: &str, installed: &Path) -> bool {
     pinned.is_some() && pinned == have
 }
 
-struct Outcome {
+pub(crate) struct Outcome {
     sent: u64,
-    deliveries: u64,
-    elapsed: Duration,
+    pub(crate) deliveries: u64,
+    pub(crate) elapsed: Duration,
     p50: u64,
-    p99: u64,
+    pub(crate) p99: u64,
     max: u64,
     per_conn_kib: f64,
     closed_early: usize,
@@ -573,14 +573,57 @@ impl RawWriter {
     }
 }
 
+/// What [`measure`] drives and watches: the address the clients join, and
+/// the processes whose memory and CPU time count as the server's (one for
+/// lesson 8; HAProxy, the instances and Redis for `bench scale-out`).
+pub(crate) trait Measured {
+    fn addr(&self) -> SocketAddr;
+    fn pids(&self) -> Vec<u32>;
+}
+
+impl Measured for ChildServer {
+    fn addr(&self) -> SocketAddr {
+        ChildServer::addr(self)
+    }
+    fn pids(&self) -> Vec<u32> {
+        vec![self.pid()]
+    }
+}
+
+/// Resident memory of all of `server`'s processes, in KiB.
+fn rss_kib(server: &impl Measured) -> anyhow::Result<u64> {
+    let mut sum = 0;
+    for pid in server.pids() {
+        sum += crate::measure::proc_status(pid)?.rss_kib;
+    }
+    Ok(sum)
+}
+
+/// CPU time of all of `server`'s processes so far, in seconds.
+fn server_cpu_seconds(server: &impl Measured) -> anyhow::Result<f64> {
+    server.pids().into_iter().map(cpu_seconds).sum()
+}
+
 async fn measure(
-    server: ChildServer,
+    server: impl Measured,
     n: usize,
     window: usize,
     args: &Args,
 ) -> anyhow::Result<Outcome> {
+    measure_with(server, n, window, args.size, args.seconds).await
+}
+
+/// One cell: `n` clients join `server`, one speaks with `window` messages
+/// in flight for `seconds`, each `size` bytes of text.
+pub(crate) async fn measure_with(
+    server: impl Measured,
+    n: usize,
+    window: usize,
+    size: usize,
+    seconds: f64,
+) -> anyhow::Result<Outcome> {
     let addr: SocketAddr = server.addr();
-    let before = server.status()?;
+    let before = rss_kib(&server)?;
     let base = Instant::now();
     let tally = Arc::new(Tally::default());
     let stop = CancellationToken::new();
@@ -629,12 +672,12 @@ async fn measure(
     speaker.send_text(r#"{"type":"message","data":"sync"}"#).await?;
     wait_for(|| tally.synced.load(Ordering::Relaxed) >= n, "every client to see the sync").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle = server.status()?;
-    let per_conn_kib = idle.rss_kib.saturating_sub(before.rss_kib) as f64 / n as f64;
+    let idle = rss_kib(&server)?;
+    let per_conn_kib = idle.saturating_sub(before) as f64 / n as f64;
 
-    let pad = "x".repeat(args.size.saturating_sub(24));
-    let run_for = Duration::from_secs_f64(args.seconds);
-    let cpu_before = (cpu_seconds(server.pid())?, cpu_seconds(std::process::id())?);
+    let pad = "x".repeat(size.saturating_sub(24));
+    let run_for = Duration::from_secs_f64(seconds);
+    let cpu_before = (server_cpu_seconds(&server)?, cpu_seconds(std::process::id())?);
     let started = Instant::now();
     let mut sent = 0u64;
     let mut in_flight = 0usize;
@@ -655,7 +698,7 @@ async fn measure(
     let expected = sent * n as u64;
     let _ = wait_for(|| tally.delivered.load(Ordering::Relaxed) >= expected, "the drain").await;
     let elapsed = started.elapsed();
-    let server_cpu = cpu_seconds(server.pid())? - cpu_before.0;
+    let server_cpu = server_cpu_seconds(&server)? - cpu_before.0;
     let clients_cpu = cpu_seconds(std::process::id())? - cpu_before.1;
     let closed_early = tally.closed_early.load(Ordering::Relaxed);
 

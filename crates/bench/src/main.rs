@@ -13,6 +13,7 @@
 //! cargo run -p bench --release -- tls         # lesson 13: handshakes/s, bulk throughput, time to first byte
 //! cargo run -p bench --release -- http2       # lesson 14: a page with one slow request, streams vs connections, h2load
 //! cargo run -p bench --release -- http3       # lesson 15: HTTP/3 against HTTP/2, requests/s at 1/10/100 streams
+//! cargo run -p bench --release -- scale-out   # lesson 16: chat deliveries/s and p99 through HAProxy and Redis, 1-3 instances, against one process
 //! cargo run -p bench --release -- webhooks    # lesson 17: deliveries/s to 1 and 10 endpoints, the drain after an outage
 //! ```
 //!
@@ -41,6 +42,7 @@ mod link;
 mod load;
 mod measure;
 mod plot;
+mod scale_out;
 mod siege;
 mod stats;
 mod tls;
@@ -122,6 +124,11 @@ enum Report {
     /// Lesson 15: requests/s and p99 at 1/10/100 streams, HTTP/3 on one
     /// QUIC connection against HTTP/2 on one TCP connection (loopback).
     Http3(http3::Args),
+    /// Lesson 16: lesson 8's chat through HAProxy and Redis on 1, 2 and 3
+    /// instances against one process, with bench chat's clients:
+    /// deliveries/s, p99, CPU and memory. Needs redis-server and haproxy.
+    #[command(name = "scale-out")]
+    ScaleOut(scale_out::Args),
     /// Lesson 17: deliveries per second to 1 and 10 endpoints, and how long
     /// the outbox takes to drain after a receiver outage.
     Webhooks(webhooks::Args),
@@ -202,6 +209,7 @@ fn main() -> anyhow::Result<()> {
         Report::Http2(args) => return http2::run(args),
         Report::Http3(args) => return http3::run(args),
         Report::Webhooks(args) => return webhooks::run(args),
+        Report::ScaleOut(args) => return scale_out::run(args),
         other => other,
     };
     if let Report::Server { flavour } = report {
@@ -247,7 +255,8 @@ fn main() -> anyhow::Result<()> {
             | Report::Tls(_)
             | Report::Http2(_)
             | Report::Http3(_)
-            | Report::Webhooks(_) => Ok(()),
+            | Report::Webhooks(_)
+            | Report::ScaleOut(_) => Ok(()),
         }
     })?;
     println!("load average (1, 5, 15 min) before: {before}; after: {}", load_average());
