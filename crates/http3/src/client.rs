@@ -28,6 +28,9 @@ pub fn client_config_with(
 ) -> anyhow::Result<quinn::ClientConfig> {
     let mut tls = (*tls::client::client_config(roots)).clone();
     tls.alpn_protocols = vec![ALPN_H3.to_vec()];
+    // Offer 0-RTT when the session store holds a ticket from this server
+    // ([`connect_0rtt`]); a plain [`connect`] never sends early data.
+    tls.enable_early_data = true;
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     let mut transport = crate::transport(settings);
     // The client keeps an idle connection alive; the server never does.
@@ -91,6 +94,31 @@ impl std::fmt::Debug for Sender {
 /// it), then HTTP/3's SETTINGS on the control streams.
 pub async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr) -> anyhow::Result<H3> {
     let conn = endpoint.connect(addr, "localhost")?.await?;
+    over(conn, addr).await
+}
+
+/// Connects like [`connect`], but if an earlier connection from `endpoint`
+/// left a session ticket for this server, does not wait for the handshake:
+/// requests sent on the returned connection leave in the first flight, as
+/// 0-RTT data. The second value then says, once the handshake is done,
+/// whether the server accepted that data (if not, quinn sends it again
+/// after the handshake). `None`: no ticket, an ordinary 1-RTT handshake.
+///
+/// 0-RTT data can be replayed: anyone who recorded the first flight can
+/// send it again, and the server cannot tell. Only requests that do no
+/// harm twice (GET) belong in it; see [`crate::handle`].
+pub async fn connect_0rtt(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+) -> anyhow::Result<(H3, Option<quinn::ZeroRttAccepted>)> {
+    match endpoint.connect(addr, "localhost")?.into_0rtt() {
+        Ok((conn, accepted)) => Ok((over(conn, addr).await?, Some(accepted))),
+        Err(connecting) => Ok((over(connecting.await?, addr).await?, None)),
+    }
+}
+
+/// HTTP/3 over an open (or 0-RTT) QUIC connection.
+async fn over(conn: quinn::Connection, addr: SocketAddr) -> anyhow::Result<H3> {
     let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone())).await?;
     let driver =
         tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });

@@ -145,24 +145,33 @@ pub async fn connection(
     stats: &Arc<Stats>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let conn = tokio::select! {
-        r = timeout(config.handshake_timeout, connecting) => match r {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                Stats::add(&stats.failed_handshakes, 1);
-                return Err(e.into());
-            }
-            Err(_) => {
-                Stats::add(&stats.failed_handshakes, 1);
-                anyhow::bail!("no handshake within {:?}", config.handshake_timeout);
-            }
-        },
-        () = token.cancelled() => anyhow::bail!("stopping during the handshake"),
+    // 0.5-RTT: a server's `into_0rtt` always succeeds, and lets us read a
+    // resumed client's 0-RTT requests (and answer them) before its Finished
+    // arrives, so its first answer comes one round trip after it started.
+    // Until the handshake completes `confirmed` says false, and only GETs
+    // are served (see `handle`).
+    let Ok((conn, handshake)) = connecting.into_0rtt() else {
+        anyhow::bail!("quinn refused a server 0.5-RTT connection");
     };
-    // The handshake completing proves the address: the client decrypted
-    // what we sent there. It no longer counts against the Retry threshold.
-    drop(unvalidated);
-    Stats::add(&stats.connections, 1);
+    let (confirm, confirmed) = tokio::sync::watch::channel(false);
+    {
+        let (conn, stats, wait) = (conn.clone(), Arc::clone(stats), config.handshake_timeout);
+        tokio::spawn(async move {
+            if timeout(wait, handshake).await.is_err() {
+                Stats::add(&stats.failed_handshakes, 1);
+                conn.close(VarInt::from_u32(0), b"no handshake in time");
+            } else if conn.close_reason().is_some() {
+                Stats::add(&stats.failed_handshakes, 1);
+            } else {
+                // The handshake completing proves the address: the client
+                // decrypted what we sent there. It no longer counts against
+                // the Retry threshold.
+                drop(unvalidated);
+                Stats::add(&stats.connections, 1);
+                let _ = confirm.send(true);
+            }
+        });
+    }
     let mut h3 = h3::server::builder()
         .max_field_section_size(limits::MAX_FIELD_SECTION)
         .build(h3_quinn::Connection::new(conn.clone()))
@@ -179,8 +188,9 @@ pub async fn connection(
             r = h3.accept() => match r {
                 Ok(Some(resolver)) => {
                     let (conn, stats) = (conn.clone(), Arc::clone(stats));
+                    let confirmed = confirmed.clone();
                     requests.spawn(async move {
-                        if let Err(e) = handle(resolver, &conn, config, &stats).await {
+                        if let Err(e) = handle(resolver, &conn, config, &stats, confirmed).await {
                             tracing::debug!("request: {e:#}");
                         }
                     });
@@ -206,9 +216,26 @@ pub async fn handle(
     conn: &quinn::Connection,
     config: Config,
     stats: &Stats,
+    mut confirmed: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (req, mut stream) = resolver.resolve_request().await?;
     Stats::add(&stats.requests, 1);
+    if !*confirmed.borrow() {
+        // Before the handshake completes, a request can only have come as
+        // 0-RTT data, which an attacker who recorded it can replay. A GET
+        // does no harm twice; anything else waits for the handshake, after
+        // which a replay would have failed (RFC 8470 could answer 425 Too
+        // Early instead).
+        Stats::add(&stats.early_requests, 1);
+        if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+            Stats::add(&stats.early_held, 1);
+            let wait = timeout(config.handshake_timeout, confirmed.wait_for(|done| *done));
+            anyhow::ensure!(
+                matches!(wait.await, Ok(Ok(_))),
+                "no handshake behind an early request"
+            );
+        }
+    }
     let from = conn.remote_address();
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     if let Some(query) = target.strip_prefix("/large") {
@@ -316,6 +343,9 @@ pub fn server_config(
 ) -> anyhow::Result<quinn::ServerConfig> {
     let mut tls = (*tls::server_config(cert)?).clone();
     tls.alpn_protocols = vec![ALPN_H3.to_vec()];
+    // Accept 0-RTT from resumed clients: QUIC requires exactly this value
+    // (the amount is limited by QUIC's flow control, not by TLS).
+    tls.max_early_data_size = u32::MAX;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     server.transport_config(Arc::new(transport(config))).max_incoming(limits::MAX_INCOMING);
     Ok(server)

@@ -155,6 +155,10 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// Requests that reached the handler.
     pub requests: AtomicU64,
+    /// Of those, read before the handshake completed: 0-RTT data.
+    pub early_requests: AtomicU64,
+    /// Of those, not GET or HEAD, so held until the handshake completed.
+    pub early_held: AtomicU64,
     /// Responses during which the client's address changed (a migration).
     pub migrated: AtomicU64,
     /// Bytes of `/large` bodies produced.
