@@ -18,6 +18,9 @@
 //! connections in clear text (lesson 14's HTTP/1.1 reader speaks plain TCP
 //! only; TLS would add one round trip to each of the six, in parallel).
 //! Every fetch is new connections, handshake included, and has a deadline.
+//! On the 0% link it first prints the handshake table: QUIC fresh and with
+//! 0-RTT against TCP + TLS 1.3 full and resumed, time and bytes to the
+//! first answer.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -249,6 +252,13 @@ fn loss_table(args: &Args, base: &LinkSpec) -> Result<()> {
             })??;
             println!("TCP congestion control on the server side: {}", tcp_cc.trim());
         }
+        if loss == 0.0 {
+            let here = Arc::clone(&net);
+            let (runs, rtt) = (args.runs, spec.rtt);
+            net.on_client(move || {
+                tokio::runtime::Runtime::new()?.block_on(handshakes(&here, runs, rtt))
+            })??;
+        }
         let here = Arc::clone(&net);
         let (slow_ms, runs) = (args.slow_ms, args.runs);
         let mut cells = net.on_client(move || {
@@ -409,4 +419,140 @@ async fn h2_tls_fetch(
     let tls = connector.connect(name, tcp).await?;
     let h2 = http2::client::handshake(tls, format!("localhost:{}", addr.port()), WINDOWS).await?;
     h2_page(&h2, paths, start).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    QuicFresh,
+    Quic0Rtt,
+    TlsFresh,
+    TlsResumed,
+}
+
+impl Start {
+    const ALL: [Start; 4] = [Start::QuicFresh, Start::Quic0Rtt, Start::TlsFresh, Start::TlsResumed];
+
+    fn name(self) -> &'static str {
+        match self {
+            Start::QuicFresh => "QUIC + HTTP/3, first visit",
+            Start::Quic0Rtt => "QUIC + HTTP/3, resumed, 0-RTT",
+            Start::TlsFresh => "TCP + TLS 1.3 + HTTP/2, full",
+            Start::TlsResumed => "TCP + TLS 1.3 + HTTP/2, resumed",
+        }
+    }
+}
+
+/// The handshake table, on a link without loss: from nothing to the whole
+/// answer of `GET /resource/1` (a dozen bytes, so the first response byte
+/// and the last arrive together), each way of starting `runs` times; the
+/// median, in round trips of the link, and the bytes both ways (IP headers
+/// included) counted by the link around each attempt.
+async fn handshakes(net: &Net, runs: usize, rtt: Duration) -> Result<()> {
+    let link = net.link().context("the handshake table needs the link")?;
+    let token = CancellationToken::new();
+    let ca = tls::certs::Ca::new("bench http3 CA")?;
+    let cert = ca.server_cert()?;
+    let ip = net.server_ip();
+    let udp = net.on_server(move || std::net::UdpSocket::bind((ip, 0)))??;
+    let h3_addr = udp.local_addr()?;
+    let config = http3::Config::default();
+    let h3_server = tokio::spawn(http3::serve(
+        http3::endpoint_on(udp, &cert, &config)?,
+        config,
+        Arc::new(http3::Stats::default()),
+        token.clone(),
+    ));
+    let listener = net.listener()?;
+    let h2_addr = listener.local_addr()?;
+    let h2_server = tokio::spawn(http2::serve(
+        listener,
+        Some(http2::tls_config(&cert)?),
+        http2::Config::default(),
+        Arc::new(http2::Stats::default()),
+        token.clone(),
+    ));
+    let any = SocketAddr::from(([0, 0, 0, 0], 0));
+    let quic = http3::client::client_config_with(ca.roots(), &http3::Config::default())?;
+    // One endpoint that keeps its tickets across the 0-RTT attempts.
+    let warm = http3::client::endpoint_at(any, quic.clone())?;
+    let mut tls = (*tls::client::client_config(ca.roots())).clone();
+    tls.alpn_protocols = vec![http2::ALPN_H2.to_vec()];
+    let resuming = tokio_rustls::TlsConnector::from(Arc::new(tls.clone()));
+    tls.resumption = rustls::client::Resumption::disabled();
+    let full = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    // A first visit of each kind, so the resumed ones have tickets.
+    let first = http3::client::connect(&warm, h3_addr).await?;
+    first.get("/resource/1", 1024).await?;
+    first.close();
+    h2_tls_fetch(&resuming, h2_addr, &["/resource/1".to_owned()]).await?;
+
+    println!(
+        "\nhandshake table: until the answer to GET /resource/1, median of {runs}, RTT {rtt:?}"
+    );
+    println!(
+        "{:<34} {:>9} {:>12} {:>13} {:>13}",
+        "start", "ms", "round trips", "bytes up", "bytes down"
+    );
+    for start in Start::ALL {
+        let mut samples = Vec::new();
+        for _ in 0..runs {
+            let (up, down) = (link.up(), link.down());
+            let t = Instant::now();
+            let one = async {
+                match start {
+                    Start::QuicFresh => {
+                        let ep = http3::client::endpoint_at(any, quic.clone())?;
+                        let h3 = http3::client::connect(&ep, h3_addr).await?;
+                        h3.get("/resource/1", 1024).await?;
+                        let took = t.elapsed();
+                        h3.close();
+                        anyhow::Ok(took)
+                    }
+                    Start::Quic0Rtt => {
+                        let (h3, early) = http3::client::connect_0rtt(&warm, h3_addr).await?;
+                        let early = early.context("no ticket, so no 0-RTT")?;
+                        h3.get("/resource/1", 1024).await?;
+                        let took = t.elapsed();
+                        anyhow::ensure!(early.await, "the server refused the 0-RTT data");
+                        h3.close();
+                        anyhow::Ok(took)
+                    }
+                    Start::TlsFresh | Start::TlsResumed => {
+                        let c = if start == Start::TlsFresh { &full } else { &resuming };
+                        h2_tls_fetch(c, h2_addr, &["/resource/1".to_owned()]).await?;
+                        anyhow::Ok(t.elapsed())
+                    }
+                }
+            };
+            let took = timeout(PAGE_DEADLINE, one)
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer within {PAGE_DEADLINE:?}"))
+                .and_then(|r| r)
+                .context(start.name())?;
+            // Let the close and the last acknowledgements cross, so that
+            // they are not counted against the next attempt.
+            tokio::time::sleep(rtt * 2).await;
+            let (up2, down2) = (link.up(), link.down());
+            samples.push((took, up2.bytes - up.bytes, down2.bytes - down.bytes));
+        }
+        samples.sort();
+        let (took, up, down) = samples[samples.len() / 2];
+        println!(
+            "{:<34} {:>9} {:>12.1} {:>13} {:>13}",
+            start.name(),
+            ms(took),
+            took.as_secs_f64() / rtt.as_secs_f64().max(1e-9),
+            up,
+            down
+        );
+    }
+    println!(
+        "(bytes: everything both ways around each attempt, the closes included; the 0-RTT row's \
+         early data was accepted every time)"
+    );
+    warm.close(http3::H3_NO_ERROR, b"bench done");
+    token.cancel();
+    h3_server.await.context("the HTTP/3 server task")??;
+    h2_server.await.context("the HTTP/2 server task")??;
+    Ok(())
 }
