@@ -1,7 +1,8 @@
-//! The server's memory during the attacks of tests/abuse.rs, measured: this
-//! file holds one test, so the process's resident memory is this server's
-//! (and the attackers' sockets', which hold little). Linux only: it reads
-//! /proc/self/status.
+//! The server's memory and CPU during the attacks of tests/abuse.rs,
+//! measured: this file holds one test, so the process's resident memory and
+//! CPU time are this server's (and the attackers' and the good clients',
+//! which are small and are counted against the server, not subtracted).
+//! Linux only: it reads /proc/self/status and /proc/self/stat.
 
 #![cfg(target_os = "linux")]
 
@@ -9,6 +10,7 @@ mod common;
 
 use common::Server;
 use http3::{Config, Stats};
+use std::time::Duration;
 use tokio::net::UdpSocket;
 
 /// How much the process may grow over an attack. What the limits let an
@@ -24,6 +26,46 @@ const SOURCES: usize = 64;
 const GARBAGE_ROUNDS: usize = 20;
 /// Real Initials in the flood, each a new connection attempt.
 const INITIALS: usize = 256;
+
+/// CPU the garbage phase may use per datagram sent. quinn drops garbage
+/// after a few header bytes or answers it with one Version Negotiation
+/// packet, so a datagram should cost microseconds; the phase also runs 20
+/// good clients' handshakes (both sides, in this process), which are most
+/// of what it measures. Measured (debug build, busy 2-core machine): 380 to
+/// 470 ms for the phase, 42 to 52 us per datagram, handshakes included.
+/// 250 us is about five times that, so load does not make the test flaky,
+/// and it still catches a server that decrypts, answers or keeps state per
+/// datagram.
+const GARBAGE_CPU_PER_DATAGRAM: Duration = Duration::from_micros(250);
+
+/// CPU the flood phase may use per Initial sent. A Retry is one small
+/// sealed token; a handshake is keys and a certificate signature, about
+/// 1 ms each in a debug build; the budget is on the whole flood, so it holds
+/// only while most Initials get the cheap answer. Measured: 70 to 80 ms for
+/// 256 Initials (39 handshakes, 167 Retries), about 0.3 ms each; 0.75 ms
+/// (192 ms in all) is two and a half times that. With `retry_above` lifted
+/// to 1,000 the flood bought 161 handshakes and 220 ms, and this fails.
+const INITIAL_CPU_PER_PACKET: Duration = Duration::from_micros(750);
+
+/// The kernel's unit for utime and stime in /proc/self/stat: USER_HZ, which
+/// Linux fixes at 100 per second for every user-visible interface.
+const USER_HZ: u64 = 100;
+
+/// CPU this process has used so far, user and system, in all its threads
+/// (fields 14 and 15 of /proc/self/stat, counted in 10 ms ticks).
+fn cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // count fields after its closing one, where field 3 is the first.
+    let rest = &stat[stat.rfind(')').expect("a (comm) field") + 1..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().expect("a tick count"))
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 1000 / USER_HZ)
+}
 
 /// Resident memory now (`VmRSS`), in bytes.
 fn rss() -> u64 {
@@ -77,8 +119,9 @@ async fn memory_stays_bounded_under_garbage_and_an_initial_flood() {
     let initials = common::initials(std::sync::Arc::clone(&server.roots), INITIALS).await;
     let from = sockets(SOURCES).await;
     let baseline = rss();
+    let cpu_start = cpu();
     let mut report = Vec::new();
-    let mut check = |what: &str| {
+    let check = |what: &str, report: &mut Vec<String>| {
         let grown = rss().saturating_sub(baseline);
         report.push(format!("{what}: +{} KiB", grown / 1024));
         assert!(grown < BUDGET, "{what}: the process grew by {grown} bytes; {report:?}");
@@ -109,17 +152,40 @@ async fn memory_stays_bounded_under_garbage_and_an_initial_flood() {
         served_and_closed(&server).await;
     }
     server.still_answers().await;
-    check(&format!("{} garbage datagrams", GARBAGE_ROUNDS * SOURCES * 7));
+    let garbage = GARBAGE_ROUNDS * SOURCES * 7;
+    let cpu_garbage = cpu() - cpu_start;
+    check(&format!("{garbage} garbage datagrams"), &mut report);
+    report.push(format!(
+        "CPU {} ms, {} us per datagram",
+        cpu_garbage.as_millis(),
+        cpu_garbage.as_micros() / garbage as u128
+    ));
+    assert!(
+        cpu_garbage < GARBAGE_CPU_PER_DATAGRAM * garbage as u32,
+        "garbage cost {cpu_garbage:?} of CPU; {report:?}"
+    );
 
+    let cpu_start = cpu();
     for (i, d) in initials.iter().enumerate() {
         from[i % SOURCES].send_to(d, server.addr).await.expect("send");
     }
     server.still_answers().await;
     let (handshakes, retries) =
         (Stats::get(&server.stats.handshakes), Stats::get(&server.stats.retries));
-    check(&format!(
-        "{INITIALS} Initials ({handshakes} handshakes started in all, {retries} Retries)"
+    check(
+        &format!("{INITIALS} Initials ({handshakes} handshakes started in all, {retries} Retries)"),
+        &mut report,
+    );
+    let cpu_flood = cpu() - cpu_start;
+    report.push(format!(
+        "CPU {} ms, {} us per Initial",
+        cpu_flood.as_millis(),
+        cpu_flood.as_micros() / INITIALS as u128
     ));
+    assert!(
+        cpu_flood < INITIAL_CPU_PER_PACKET * INITIALS as u32,
+        "the flood cost {cpu_flood:?} of CPU; {report:?}"
+    );
     assert!(retries > 0, "the flood was answered with Retries: {:?}", server.stats);
     println!("{}", report.join("; "));
 }
