@@ -53,6 +53,13 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once; past it a new one is refused (CONNECTION_CLOSE
 /// with CONNECTION_REFUSED, a few bytes, no handshake).
+///
+/// The worst case it bounds: a client that completes handshakes and then
+/// says nothing holds each connection until [`IDLE_TIMEOUT`]. An idle
+/// connection costs about 90 KiB, client and server side together
+/// (tests/idle_memory.rs); the windows above are limits, not buffers
+/// allocated up front. So 1,024 of them cost the server at most about
+/// 90 MiB for 30 s, which this lesson accepts.
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Handshakes from addresses not yet validated that we run at once before
