@@ -335,7 +335,7 @@ async fn link_cells(net: &Net, slow_ms: u64, runs: usize) -> Result<Vec<Cell>> {
     }
     let (h2_addr, h1_addr) = (addrs[0], addrs[1]);
     let client = http3::client::endpoint_at(
-        SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::new(net.client_ip(), 0),
         http3::client::client_config_with(ca.roots(), &client_windows())?,
     )?;
     let mut tls = (*tls::client::client_config(ca.roots())).clone();
@@ -471,10 +471,10 @@ async fn handshakes(net: &Net, runs: usize, rtt: Duration) -> Result<()> {
         Arc::new(http2::Stats::default()),
         token.clone(),
     ));
-    let any = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mine = SocketAddr::new(net.client_ip(), 0);
     let quic = http3::client::client_config_with(ca.roots(), &http3::Config::default())?;
     // One endpoint that keeps its tickets across the 0-RTT attempts.
-    let warm = http3::client::endpoint_at(any, quic.clone())?;
+    let warm = http3::client::endpoint_at(mine, quic.clone())?;
     let mut tls = (*tls::client::client_config(ca.roots())).clone();
     tls.alpn_protocols = vec![http2::ALPN_H2.to_vec()];
     let resuming = tokio_rustls::TlsConnector::from(Arc::new(tls.clone()));
@@ -501,7 +501,7 @@ async fn handshakes(net: &Net, runs: usize, rtt: Duration) -> Result<()> {
             let one = async {
                 match start {
                     Start::QuicFresh => {
-                        let ep = http3::client::endpoint_at(any, quic.clone())?;
+                        let ep = http3::client::endpoint_at(mine, quic.clone())?;
                         let h3 = http3::client::connect(&ep, h3_addr).await?;
                         h3.get("/resource/1", 1024).await?;
                         let took = t.elapsed();

@@ -116,6 +116,16 @@ impl Net {
         }
     }
 
+    /// Where clients bind: 127.0.0.1, or the client side's 198.18.0.2 (a
+    /// client socket on the link names its side's address rather than
+    /// 0.0.0.0, like every socket in the lessons).
+    pub fn client_ip(&self) -> IpAddr {
+        match self.link {
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some(_) => IpAddr::V4(netlab::CLIENT_ADDR),
+        }
+    }
+
     /// "loopback" or the link's settings, for a report's first line.
     pub fn describe(&self) -> String {
         match &self.link {

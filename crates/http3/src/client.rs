@@ -44,8 +44,8 @@ pub fn endpoint(roots: Arc<rustls::RootCertStore>) -> anyhow::Result<quinn::Endp
     endpoint_at(loopback_any_port(), client_config(roots)?)
 }
 
-/// A client endpoint on `bind` (0.0.0.0:0 on the client side of a netlab
-/// link, whose address is not loopback) with `config`.
+/// A client endpoint on `bind` (the client side's address, port 0, on a
+/// netlab link, whose address is not loopback) with `config`.
 pub fn endpoint_at(
     bind: SocketAddr,
     config: quinn::ClientConfig,
