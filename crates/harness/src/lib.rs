@@ -24,12 +24,16 @@
 
 pub mod narrate;
 pub mod net;
+pub mod process;
 pub mod server;
 pub mod tap;
 pub mod wait;
 pub mod ws;
 
 pub use net::{IO_TIMEOUT, TcpClient, UdpClient};
+pub use process::demo_output;
+#[cfg(target_os = "linux")]
+pub use process::resident_bytes;
 pub use server::{BlockingServer, EPHEMERAL, SHUTDOWN_DEADLINE, TaskServer};
 pub use tap::{Direction, TapStats, WireTap, hexdump};
 pub use wait::{eventually, eventually_blocking, within, within_blocking};

@@ -1,20 +1,11 @@
 //! The demo is part of the lesson: it must run, show the frames and counts
 //! chapter 14 quotes from it, and exit 0.
 
-use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn the_demo_narrates_interleaved_streams_and_hpack_and_exits_0() {
-    let out = harness::within_blocking(Duration::from_secs(60), "the demo to finish", || {
-        Command::new(env!("CARGO_BIN_EXE_http2")).output().expect("running the demo binary")
-    });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = harness::demo_output(env!("CARGO_BIN_EXE_http2"), Duration::from_secs(60));
     for expected in [
         "preface \"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n\" (24 bytes)",
         "SETTINGS      stream 0  ACK",

@@ -16,25 +16,14 @@ use http2::client::{self, Windows};
 /// what it is sent (or what it was asked for: 400 MB below).
 const BUDGET: u64 = 16 << 20;
 
-/// Resident memory now (`VmRSS`), in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line");
-    kb * 1024
-}
-
 #[tokio::test]
 async fn memory_stays_bounded_under_each_attack() {
     let server = Server::start(Config::default()).await;
     server.still_answers().await;
-    let baseline = rss();
+    let baseline = harness::resident_bytes();
     let mut report = Vec::new();
     let mut check = |what: &str| {
-        let grown = rss().saturating_sub(baseline);
+        let grown = harness::resident_bytes().saturating_sub(baseline);
         report.push(format!("{what}: +{} KiB", grown / 1024));
         assert!(grown < BUDGET, "{what}: the process grew by {grown} bytes; {report:?}");
     };

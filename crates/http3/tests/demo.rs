@@ -1,20 +1,11 @@
 //! The demo is part of the lesson: it must run, narrate the handshake, the
 //! streams and the migration chapter 15 quotes from it, and exit 0.
 
-use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn the_demo_narrates_handshake_streams_and_migration_and_exits_0() {
-    let out = harness::within_blocking(Duration::from_secs(90), "the demo to finish", || {
-        Command::new(env!("CARGO_BIN_EXE_http3")).output().expect("running the demo binary")
-    });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = harness::demo_output(env!("CARGO_BIN_EXE_http3"), Duration::from_secs(90));
     for expected in [
         "long  Initial v0x1",
         "long  Handshake v0x1",

@@ -24,17 +24,6 @@ const IDLE: usize = 64;
 /// datagram buffer that is allocated rather than merely allowed).
 const PER_CONNECTION: u64 = 256 << 10;
 
-/// Resident memory now (`VmRSS`), in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line");
-    kb * 1024
-}
-
 async fn served(endpoint: &quinn::Endpoint, server: &Server) -> http3::client::H3 {
     let check = async {
         let h3 = http3::client::connect(endpoint, server.addr).await?;
@@ -56,12 +45,12 @@ async fn an_idle_connection_costs_less_than_a_quarter_mebibyte() {
     // connection when each has its own endpoint.
     let endpoint = http3::client::endpoint(Arc::clone(&server.roots)).expect("client endpoint");
     let warm = served(&endpoint, &server).await;
-    let baseline = rss();
+    let baseline = harness::resident_bytes();
     let mut idle = Vec::new();
     for _ in 0..IDLE {
         idle.push(served(&endpoint, &server).await);
     }
-    let each = rss().saturating_sub(baseline) / IDLE as u64;
+    let each = harness::resident_bytes().saturating_sub(baseline) / IDLE as u64;
     println!("{IDLE} idle connections: {} KiB each, client and server side", each / 1024);
     assert!(each < PER_CONNECTION, "an idle connection costs {each} bytes");
     assert_eq!(

@@ -67,17 +67,6 @@ fn cpu() -> Duration {
     Duration::from_millis((fields[0] + fields[1]) * 1000 / USER_HZ)
 }
 
-/// Resident memory now (`VmRSS`), in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line");
-    kb * 1024
-}
-
 /// A long header with a version nobody speaks, padded to 1,200 bytes: the
 /// server answers it with a Version Negotiation packet and keeps nothing.
 fn bogus() -> Vec<u8> {
@@ -118,11 +107,11 @@ async fn memory_stays_bounded_under_garbage_and_an_initial_flood() {
     // attacker's memory, not the server's.
     let initials = common::initials(std::sync::Arc::clone(&server.roots), INITIALS).await;
     let from = sockets(SOURCES).await;
-    let baseline = rss();
+    let baseline = harness::resident_bytes();
     let cpu_start = cpu();
     let mut report = Vec::new();
     let check = |what: &str, report: &mut Vec<String>| {
-        let grown = rss().saturating_sub(baseline);
+        let grown = harness::resident_bytes().saturating_sub(baseline);
         report.push(format!("{what}: +{} KiB", grown / 1024));
         assert!(grown < BUDGET, "{what}: the process grew by {grown} bytes; {report:?}");
     };

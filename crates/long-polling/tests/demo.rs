@@ -1,20 +1,11 @@
 //! The demo is part of the lesson: it must run, show what the chapter quotes
 //! from it, and exit 0.
 
-use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn the_demo_shows_updates_arriving_and_exits_0() {
-    let out = harness::within_blocking(Duration::from_secs(60), "the demo to finish", || {
-        Command::new(env!("CARGO_BIN_EXE_long-polling")).output().expect("running the demo binary")
-    });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = harness::demo_output(env!("CARGO_BIN_EXE_long-polling"), Duration::from_secs(60));
     for expected in [
         "follower got #5",
         "GET /data?since=0 HTTP/1.1",

@@ -1,20 +1,11 @@
 //! The demo is part of the lesson: it must run, show what the chapter says it
 //! shows, and exit 0.
 
-use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn the_demo_walks_the_life_cycle_and_exits_0() {
-    let out = harness::within_blocking(Duration::from_secs(60), "the demo to finish", || {
-        Command::new(env!("CARGO_BIN_EXE_rest-todo")).output().expect("running the demo binary")
-    });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = harness::demo_output(env!("CARGO_BIN_EXE_rest-todo"), Duration::from_secs(60));
     for expected in [
         "< HTTP/1.1 201 Created⏎",
         "< 412 Precondition Failed",

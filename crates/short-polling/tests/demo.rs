@@ -6,15 +6,7 @@ use std::time::Duration;
 
 #[test]
 fn the_demo_shows_updates_arriving_and_exits_0() {
-    let out = harness::within_blocking(Duration::from_secs(60), "the demo to finish", || {
-        Command::new(env!("CARGO_BIN_EXE_short-polling")).output().expect("running the demo binary")
-    });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = harness::demo_output(env!("CARGO_BIN_EXE_short-polling"), Duration::from_secs(60));
     for expected in [
         "plain poller got #3",
         "etag  poller got #3",
