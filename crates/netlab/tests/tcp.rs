@@ -250,7 +250,17 @@ fn loss_costs_retransmissions_and_a_long_tail() {
     let clean = lossy_uploads(0.0, RTT);
     let one = lossy_uploads(0.01, RTT);
     let five = lossy_uploads(0.05, RTT);
-    assert_eq!(clean.retransmissions, 0, "nothing lost, nothing sent twice");
+    // At 0% the link loses nothing. A retransmission there is the host's
+    // own: a timer that fired while a loaded machine was slow to forward an
+    // ACK (seen once in a CI rehearsal: 1 among 50 uploads, 0 lost). One is
+    // allowed for that, and it must stay well below what loss causes.
+    assert_eq!(clean.lost_up, 0, "the link lost nothing at 0%");
+    assert!(
+        clean.retransmissions <= 1 && clean.retransmissions * 5 < one.retransmissions,
+        "{} retransmissions with nothing lost, against {} at 1%",
+        clean.retransmissions,
+        one.retransmissions
+    );
     for run in [&one, &five] {
         assert!(run.lost_up > 0, "the link dropped packets");
         // Nearly every packet going up is data (or a SYN or FIN), and each
